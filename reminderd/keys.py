@@ -1,0 +1,84 @@
+"""Every Redis name reminderd uses, built in one place.
+
+Trigger keys (``<prefix>-<userId>-<type>``) belong to the producers and live outside
+the namespace; everything else lives under ``<namespace>:`` so several deployments can
+share one Redis. Cluster note: the scripts touch a trigger key and namespace keys
+together, so on Redis Cluster they would cross slots; reminderd targets a single
+primary (optionally behind Sentinel), and the README says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def expired_channel(db: int) -> str:
+    """Pub/sub channel on which Redis announces expired keys of database ``db``."""
+    return f"__keyevent@{db}__:expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Builders for the namespace's keys; one instance per configured namespace."""
+
+    namespace: str = "reminderd"
+
+    def record(self, key: str) -> str:
+        """HASH: the durable record of trigger key ``key`` (payload, schedule, due, ...)."""
+        return f"{self.namespace}:r:{key}"
+
+    @property
+    def record_prefix(self) -> str:
+        """Prefix of every record key, for scripts that build record names themselves."""
+        return f"{self.namespace}:r:"
+
+    @property
+    def due(self) -> str:
+        """ZSET: trigger key -> due time in epoch ms. The source of truth for what fires."""
+        return f"{self.namespace}:due"
+
+    def lock(self, key: str, occurrence: int) -> str:
+        """STRING (PX lease): the dedupe lock of one occurrence; value ``instance|occ``."""
+        return f"{self.namespace}:lock:{occurrence}:{key}"
+
+    @property
+    def lock_prefix(self) -> str:
+        """Prefix of every lock key."""
+        return f"{self.namespace}:lock:"
+
+    def fired(self, key: str) -> str:
+        """STRING (PX window): marks a record-less raw key as fired, against duplicate events."""
+        return f"{self.namespace}:fired:{key}"
+
+    @property
+    def dead(self) -> str:
+        """STREAM: dead letters, one entry per occurrence that could not be delivered."""
+        return f"{self.namespace}:dead"
+
+    @property
+    def wake(self) -> str:
+        """Pub/sub channel: a due time earlier than any known was scheduled (payload: ms)."""
+        return f"{self.namespace}:wake"
+
+    @property
+    def daemons(self) -> str:
+        """ZSET: daemon instance id -> last heartbeat epoch ms."""
+        return f"{self.namespace}:daemons"
+
+    def heartbeat(self, instance: str) -> str:
+        """STRING (PX ttl): JSON with host, pid, version, started and last sweep of a daemon."""
+        return f"{self.namespace}:hb:{instance}"
+
+    @property
+    def stats(self) -> str:
+        """HASH: cumulative counters shared by all daemons (fired, failed, dead, ...)."""
+        return f"{self.namespace}:stats"
+
+    def rate(self, bucket: str) -> str:
+        """HASH: token bucket state (tokens, ts_ms) of a rate-limited provider account."""
+        return f"{self.namespace}:rate:{bucket}"
+
+    @property
+    def canary_prefix(self) -> str:
+        """Prefix of short-lived STRING keys that prove expired events arrive."""
+        return f"{self.namespace}:canary:"

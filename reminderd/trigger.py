@@ -1,0 +1,103 @@
+"""The trigger key contract: ``<prefix>-<userId>-<type>``.
+
+The type is the text after the last ``-``; the user id is everything between the rule
+prefix and that last ``-`` (so UUIDs work). Prefixes may themselves contain ``-``; the
+longest configured prefix that matches wins. Parsing never raises: a bad name yields a
+``Rejection`` that says why, so the daemon can log and count it and go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reminderd.errors import KeyNameError
+
+MAX_KEY_BYTES = 1024  # far above any real key; keeps logs and Redis memory bounded
+_FORBIDDEN = frozenset(chr(c) for c in range(0x20)) | {"\x7f"}
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerKey:
+    """A parsed trigger key."""
+
+    rule: str
+    user_id: str
+    type: str
+
+    @property
+    def name(self) -> str:
+        """The Redis key name."""
+        return format_key(self.rule, self.user_id, self.type)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a name is not a trigger key of any configured rule."""
+
+    name: str
+    reason: str
+
+    def error(self) -> KeyNameError:
+        """The rejection as an exception, for entry points that must refuse the input."""
+        return KeyNameError(f"invalid key {self.name!r}: {self.reason}")
+
+
+def _check_part(part: str, what: str) -> str | None:
+    if not part:
+        return f"{what} is empty"
+    if part != part.strip():
+        return f"{what} has leading or trailing whitespace"
+    if any(ch in _FORBIDDEN for ch in part):
+        return f"{what} contains a control character"
+    return None
+
+
+def format_key(rule: str, user_id: str, type_: str) -> str:
+    """Build a trigger key; raises ``KeyNameError`` if the parts cannot round-trip."""
+    for part, what in ((rule, "prefix"), (user_id, "user id"), (type_, "type")):
+        problem = _check_part(part, what)
+        if problem:
+            raise KeyNameError(f"cannot build key: {problem}")
+    if "-" in type_:
+        raise KeyNameError(f"cannot build key: type {type_!r} must not contain '-'")
+    name = f"{rule}-{user_id}-{type_}"
+    if len(name.encode()) > MAX_KEY_BYTES:
+        raise KeyNameError(f"cannot build key: longer than {MAX_KEY_BYTES} bytes")
+    return name
+
+
+def parse_key(name: str | bytes, prefixes: Iterable[str]) -> TriggerKey | Rejection:
+    """Parse ``name`` against the configured rule prefixes; never raises."""
+    if isinstance(name, bytes):
+        try:
+            name = name.decode("utf-8")
+        except UnicodeDecodeError:
+            return Rejection(repr(name[:80]), "not valid UTF-8")
+    shown = name if len(name) <= 200 else name[:200] + "..."
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return Rejection(shown, f"longer than {MAX_KEY_BYTES} bytes")
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if name.startswith(prefix + "-"):
+            return _split(name, shown, prefix)
+    return Rejection(shown, "matches no configured rule prefix")
+
+
+def _split(name: str, shown: str, prefix: str) -> TriggerKey | Rejection:
+    rest = name[len(prefix) + 1 :]
+    user_id, sep, type_ = rest.rpartition("-")
+    if not sep:
+        return Rejection(shown, "expected <prefix>-<userId>-<type>, found no type")
+    for part, what in ((user_id, "user id"), (type_, "type")):
+        problem = _check_part(part, what)
+        if problem:
+            return Rejection(shown, problem)
+    return TriggerKey(rule=prefix, user_id=user_id, type=type_)
+
+
+def require_key(name: str, prefixes: Iterable[str]) -> TriggerKey:
+    """Parse ``name`` or raise ``KeyNameError`` with the reason."""
+    parsed = parse_key(name, prefixes)
+    if isinstance(parsed, Rejection):
+        raise parsed.error()
+    return parsed
