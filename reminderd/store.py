@@ -1,0 +1,389 @@
+"""Every reminder state change, each one atomic Lua script called by SHA.
+
+The store knows Redis and the data model (``docs/ARCHITECTURE.md``) and nothing about
+rules or processors: the pipeline decides, the store applies. All due checks inside the
+scripts use Redis ``TIME``, never the host clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from reminderd.errors import PayloadError
+from reminderd.keys import Names
+from reminderd.models import Misfire, Reminder
+from reminderd.schedules import Once, Schedule, schedule_from_json, schedule_to_json
+
+AUX_SEP = "\x1f"  # separates a trigger key from an auxiliary record tag in index members
+SCRIPT_NAMES = (
+    "schedule",
+    "claim",
+    "complete",
+    "fail",
+    "mark_done",
+    "defer",
+    "renew",
+    "cancel",
+    "adopt",
+    "repair",
+)
+
+
+def key_of(member: str) -> str:
+    """The trigger key an index member belongs to."""
+    return member.split(AUX_SEP, 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRequest:
+    """One reminder to write: what ``schedule`` and ``schedule_many`` take."""
+
+    key: str
+    due_at_ms: int
+    schedule: Schedule
+    payload_json: str = ""
+    misfire: Misfire | None = None
+    only_if_absent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claimed occurrence: the lock is ours until ``now_ms + lease``."""
+
+    member: str
+    due_at_ms: int
+    nominal_due_ms: int
+    occurrence: int
+    attempts: int
+    payload_json: str
+    schedule: Schedule
+    misfire: Misfire | None
+    done: tuple[str, ...]
+    raw: bool
+    now_ms: int
+
+    @property
+    def key(self) -> str:
+        """The trigger key."""
+        return key_of(self.member)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One finished occurrence for ``complete_many``: ``next_due_ms`` None means done."""
+
+    member: str
+    occurrence: int
+    next_due_ms: int | None
+
+
+def encode_payload(payload: Any, max_bytes: int) -> str:
+    """Validate and encode a payload: a JSON object within the size limit."""
+    if isinstance(payload, str | bytes):
+        try:
+            payload = json.loads(payload)
+        except ValueError as exc:
+            raise PayloadError(f"payload is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise PayloadError(f"payload must be a JSON object, got {type(payload).__name__}")
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
+    size = len(text.encode())
+    if size > max_bytes:
+        raise PayloadError(f"payload is {size} bytes, above the limit of {max_bytes} bytes")
+    return "" if text == "{}" else text
+
+
+def decode_payload(text: str) -> dict[str, Any]:
+    """Inverse of ``encode_payload``; a corrupt value becomes an empty payload marker."""
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+class Store:
+    """Reminder state in Redis. Construct cheaply; scripts load lazily by SHA."""
+
+    def __init__(self, redis: aioredis.Redis, names: Names, *, fired_window_ms: int = 60_000) -> None:
+        self.redis = redis
+        self.names = names
+        self.fired_window_ms = fired_window_ms
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(resources.files("reminderd.lua").joinpath(f"{name}.lua").read_text())
+            for name in SCRIPT_NAMES
+        }
+
+    # -- scheduling -----------------------------------------------------------------
+
+    def _schedule_args(
+        self, req: ScheduleRequest, *, member: str | None = None, **extra: str
+    ) -> tuple[list[str], list[str | int]]:
+        m = member or req.key
+        keys = [req.key if member is None else "", self.names.record(m), self.names.due]
+        sched = "" if isinstance(req.schedule, Once) else schedule_to_json(req.schedule)
+        args: list[str | int] = [
+            m,
+            req.due_at_ms,
+            extra.get("nominal", ""),
+            req.payload_json,
+            sched,
+            req.misfire.value if req.misfire else "",
+            "1" if req.only_if_absent else "0",
+            self.names.wake,
+            self.names.namespace,
+            extra.get("done", ""),
+            extra.get("occurrence", ""),
+            extra.get("dead_id", ""),
+        ]
+        return keys, args
+
+    async def schedule(self, req: ScheduleRequest) -> int | None:
+        """Write one reminder; the occurrence number, or None if ``only_if_absent`` found one."""
+        keys, args = self._schedule_args(req)
+        written, occ = await self._scripts["schedule"](keys=keys, args=args)
+        return int(occ) if written else None
+
+    async def schedule_many(self, reqs: Iterable[ScheduleRequest], *, chunk: int = 1000) -> int:
+        """Write many reminders with pipelined script calls; returns how many were written."""
+        written = 0
+        batch: list[ScheduleRequest] = []
+        for req in reqs:
+            batch.append(req)
+            if len(batch) >= chunk:
+                written += await self._schedule_chunk(batch)
+                batch = []
+        if batch:
+            written += await self._schedule_chunk(batch)
+        return written
+
+    async def _schedule_chunk(self, reqs: Sequence[ScheduleRequest]) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for req in reqs:
+                keys, args = self._schedule_args(req)
+                await self._scripts["schedule"](keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        return sum(1 for written, _ in results if written)
+
+    async def replay(
+        self,
+        key: str,
+        *,
+        tag: str,
+        due_at_ms: int,
+        nominal_ms: int,
+        occurrence: int,
+        payload_json: str,
+        done: str,
+        dead_id: str,
+        aux: bool,
+    ) -> None:
+        """Schedule a dead letter again as a one-shot, deleting the dead letter in the same step."""
+        member = f"{key}{AUX_SEP}{tag}" if aux else None
+        req = ScheduleRequest(
+            key=key, due_at_ms=due_at_ms, schedule=Once(due_at_ms), payload_json=payload_json
+        )
+        keys, args = self._schedule_args(
+            req,
+            member=member,
+            nominal=str(nominal_ms),
+            done=done,
+            occurrence=str(occurrence),
+            dead_id=dead_id,
+        )
+        await self._scripts["schedule"](keys=keys, args=args)
+
+    async def cancel(self, key: str) -> bool:
+        """Remove a reminder entirely; True if anything existed."""
+        keys = [key, self.names.record(key), self.names.due]
+        return bool(await self._scripts["cancel"](keys=keys, args=[key, self.names.namespace]))
+
+    # -- reading --------------------------------------------------------------------
+
+    async def get(self, key: str) -> Reminder | None:
+        """The stored reminder for ``key`` (rule, user and type are filled by the caller)."""
+        fields = await self.redis.hgetall(self.names.record(key))
+        return reminder_from_fields(key, fields) if fields else None
+
+    async def get_many(self, members: Sequence[str]) -> list[Reminder | None]:
+        """Records of many index members in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for m in members:
+                pipe.hgetall(self.names.record(m))
+            rows = await pipe.execute()
+        return [reminder_from_fields(m, f) if f else None for m, f in zip(members, rows, strict=True)]
+
+    async def due_page(
+        self, *, min_ms: float, max_ms: float, offset: int, count: int
+    ) -> list[tuple[str, int]]:
+        """A page of the index by due time."""
+        rows = await self.redis.zrangebyscore(
+            self.names.due, min_ms, max_ms, start=offset, num=count, withscores=True
+        )
+        return [(m, int(s)) for m, s in rows]
+
+    async def counts(self, now_ms: int) -> tuple[int, int]:
+        """(scheduled, due now) from the index."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.names.due)
+            pipe.zcount(self.names.due, "-inf", now_ms)
+            total, due = await pipe.execute()
+        return int(total), int(due)
+
+    async def next_due(self) -> tuple[str, int] | None:
+        """The earliest index entry."""
+        rows = await self.redis.zrange(self.names.due, 0, 0, withscores=True)
+        return (rows[0][0], int(rows[0][1])) if rows else None
+
+    async def now_ms(self) -> int:
+        """Redis's clock in epoch milliseconds."""
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    # -- the pipeline's steps -------------------------------------------------------
+
+    async def claim_due(self, instance: str, *, limit: int, lease_ms: int) -> tuple[int, list[Claim]]:
+        """Claim up to ``limit`` due occurrences from the index; (redis now, claims)."""
+        args = ["due", limit, lease_ms, instance, self.names.namespace, "0"]
+        return _parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
+
+    async def claim_keys(
+        self, instance: str, members: Sequence[str], *, lease_ms: int, adopt_raw: bool
+    ) -> tuple[int, list[Claim]]:
+        """Claim the given members if due (expired events); raw keys get a record if allowed."""
+        args = [
+            "keys",
+            len(members),
+            lease_ms,
+            instance,
+            self.names.namespace,
+            "1" if adopt_raw else "0",
+            *members,
+        ]
+        return _parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
+
+    async def complete_many(self, instance: str, items: Sequence[Completion], *, stat: str = "fired") -> int:
+        """Apply completions in one script call; returns how many were still ours."""
+        args: list[str | int] = [self.names.namespace, instance, self.fired_window_ms, stat]
+        for item in items:
+            args += [item.member, item.occurrence, "" if item.next_due_ms is None else item.next_due_ms]
+        return int(await self._scripts["complete"](keys=[self.names.due], args=args))
+
+    async def fail(
+        self,
+        instance: str,
+        claim: Claim,
+        *,
+        retry_at_ms: int | None,
+        error: str,
+        done: Sequence[str],
+        next_due_ms: int | None,
+        reason: str,
+        pending: Sequence[str],
+        dead_maxlen: int = 100_000,
+    ) -> int:
+        """Retry later or dead-letter; 0 not ours, 1 retry scheduled, 2 dead-lettered."""
+        args: list[str | int] = [
+            self.names.namespace,
+            instance,
+            claim.member,
+            claim.occurrence,
+            "" if retry_at_ms is None else retry_at_ms,
+            error[:2000],
+            ",".join(done),
+            "" if next_due_ms is None else next_due_ms,
+            reason,
+            ",".join(pending),
+            dead_maxlen,
+            self.fired_window_ms,
+        ]
+        return int(await self._scripts["fail"](keys=[self.names.due], args=args))
+
+    async def mark_done(self, instance: str, claim: Claim, processor: str) -> bool:
+        """Record one processor as finished for the claimed occurrence."""
+        lock = self.names.lock(claim.member, claim.occurrence)
+        args = [claim.occurrence, processor, lock, f"{instance}|{claim.occurrence}"]
+        return bool(await self._scripts["mark_done"](keys=[self.names.record(claim.member)], args=args))
+
+    async def defer(self, instance: str, claim: Claim, until_ms: int) -> bool:
+        """Move the claimed occurrence to ``until_ms`` keeping its number and nominal due."""
+        keys = [
+            self.names.record(claim.member),
+            self.names.due,
+            self.names.lock(claim.member, claim.occurrence),
+        ]
+        args = [claim.member, claim.occurrence, until_ms, f"{instance}|{claim.occurrence}"]
+        return bool(await self._scripts["defer"](keys=keys, args=args))
+
+    async def renew(self, instance: str, claims: Sequence[tuple[str, int]], lease_ms: int) -> int:
+        """Extend the leases of (member, occurrence) pairs still being processed."""
+        args: list[str | int] = [self.names.namespace, instance, lease_ms]
+        for member, occ in claims:
+            args += [member, occ]
+        return int(await self._scripts["renew"](keys=[self.names.due], args=args))
+
+    async def adopt(self, keys: Sequence[str]) -> tuple[int, int, int]:
+        """Adopt raw trigger keys; (adopted, already known, not reminders)."""
+        res = await self._scripts["adopt"](keys=[self.names.due], args=[self.names.namespace, *keys])
+        return int(res[0]), int(res[1]), int(res[2])
+
+    async def repair(self, members: Sequence[str]) -> int:
+        """Re-create missing trigger keys of future index entries; how many were re-created."""
+        return int(
+            await self._scripts["repair"](keys=[self.names.due], args=[self.names.namespace, *members])
+        )
+
+
+def _parse_claims(res: list[Any]) -> tuple[int, list[Claim]]:
+    now = int(res[0])
+    claims = []
+    for i in range(1, len(res), 10):
+        m, d, o, a, p, s, n, mis, f, r = res[i : i + 10]
+        due = int(d)
+        claims.append(
+            Claim(
+                member=m,
+                due_at_ms=due,
+                nominal_due_ms=int(n) if n else due,
+                occurrence=int(o),
+                attempts=int(a) if a else 0,
+                payload_json=p,
+                schedule=_schedule(s, n or d),
+                misfire=Misfire(mis) if mis else None,
+                done=tuple(x for x in f.split(",") if x),
+                raw=r == "1",
+                now_ms=now,
+            )
+        )
+    return now, claims
+
+
+def _schedule(text: str, nominal: str) -> Schedule:
+    return schedule_from_json(text) if text else Once(int(nominal))
+
+
+def reminder_from_fields(member: str, fields: dict[str, str]) -> Reminder:
+    """Build a ``Reminder`` from a record hash (rule/user/type parsed by the caller)."""
+    due = int(fields["d"])
+    return Reminder(
+        key=key_of(member),
+        rule="",
+        user_id="",
+        type="",
+        payload=decode_payload(fields.get("p", "")),
+        schedule=_schedule(fields.get("s", ""), fields.get("n", fields["d"])),
+        due_at_ms=due,
+        occurrence=int(fields.get("o", 1)),
+        attempt=int(fields.get("a", 0)),
+        misfire=Misfire(fields["m"]) if fields.get("m") else Misfire.FIRE_ONCE,
+        done=tuple(x for x in fields.get("f", "").split(",") if x),
+    )
