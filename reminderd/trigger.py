@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from reminderd.errors import KeyNameError
 
 MAX_KEY_BYTES = 1024  # far above any real key; keeps logs and Redis memory bounded
-_FORBIDDEN = frozenset(chr(c) for c in range(0x20)) | {"\x7f"}
+# C0, DEL and C1: control characters break log lines and terminals.
+_FORBIDDEN = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,26 @@ def _check_part(part: str, what: str) -> str | None:
         return f"{what} has leading or trailing whitespace"
     if any(ch in _FORBIDDEN for ch in part):
         return f"{what} contains a control character"
+    if not _is_utf8(part):
+        return f"{what} is not valid UTF-8"
     return None
+
+
+def _is_utf8(text: str) -> bool:
+    """False for lone surrogates, which Redis (and ``str.encode``) cannot carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a rule prefix (``None`` if it can); used by the config."""
+    problem = _check_part(prefix, "prefix")
+    if problem is None and not prefix.strip("-"):
+        problem = "prefix must contain something other than '-'"
+    return problem
 
 
 def format_key(rule: str, user_id: str, type_: str) -> str:
@@ -77,6 +97,8 @@ def parse_key(name: str | bytes, prefixes: Iterable[str]) -> TriggerKey | Reject
     shown = name if len(name) <= 200 else name[:200] + "..."
     if len(name.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         return Rejection(shown, f"longer than {MAX_KEY_BYTES} bytes")
+    if not _is_utf8(name):
+        return Rejection(shown, "not valid UTF-8")
     for prefix in sorted(prefixes, key=len, reverse=True):
         if name.startswith(prefix + "-"):
             return _split(name, shown, prefix)

@@ -9,6 +9,7 @@ parsed values, never on the YAML text, so a variable cannot inject structure.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -54,27 +55,45 @@ def load_config(path: str | Path | None = None, *, required: bool | None = None)
             raise ConfigError(f"{file}: config file not found")
         return _validate({}, "<defaults>")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: invalid YAML: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
-    return _validate(raw, str(file))
+    return load_config_text(text, str(file))
 
 
 def load_config_text(text: str, source: str = "<string>") -> Settings:
-    """Validate YAML text (for SIGHUP dry runs and tests)."""
+    """Validate YAML text (for SIGHUP dry runs and tests); empty text means defaults."""
     try:
-        raw = yaml.safe_load(text)
+        stream = io.StringIO(text)
+        stream.name = source  # so YAML's own marks name the file, not "<unicode string>"
+        raw = yaml.load(stream, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     return _validate(raw, source)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys, which PyYAML would silently let the last win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                continue  # unhashable: let the base class report it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _validate(raw: dict[str, Any], source: str) -> Settings:
@@ -97,12 +116,21 @@ def _format_errors(source: str, exc: ValidationError) -> str:
         parts = list(err["loc"])
         if len(parts) > 2 and parts[0] == "processors" and parts[2] in _KINDS:
             del parts[2]  # pydantic's union tag, noise for the user
-        loc = ".".join(str(p) for p in parts) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see config/reminderd.yaml)"
-        lines.append(f"{source}: {loc}: {msg}")
+        loc = ".".join(str(p) for p in parts)
+        msg = _message(err["type"], err["msg"], err.get("ctx") or {})
+        lines.append(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}")
     return "\n".join(lines)
+
+
+def _message(kind: str, msg: str, ctx: dict[str, Any]) -> str:
+    kinds = ", ".join(sorted(_KINDS))
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see config/reminderd.yaml)"
+    if kind == "union_tag_invalid":
+        return f"unknown processor type {ctx.get('tag')!r} (expected one of: {kinds})"
+    if kind == "union_tag_not_found":
+        return f"missing 'type' (one of: {kinds})"
+    return msg.removeprefix("Value error, ")
 
 
 def _interpolate(value: Any, source: str, path: tuple[str, ...]) -> Any:
@@ -120,10 +148,7 @@ def _resolve(expr: str, source: str, path: tuple[str, ...]) -> str:
     if expr.startswith("file:"):
         return _read_secret(Path(expr[5:]), where)
     if expr.startswith("cred:"):
-        base = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not base:
-            raise ConfigError(f"{where}: ${{{expr}}} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
-        return _read_secret(Path(base) / expr[5:], where)
+        return _read_credential(expr[5:], where)
     name, sep, default = expr.partition(":-")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConfigError(f"{where}: invalid variable reference ${{{expr}}}")
@@ -133,6 +158,16 @@ def _resolve(expr: str, source: str, path: tuple[str, ...]) -> str:
     if sep:
         return default
     raise ConfigError(f"{where}: environment variable {name} is not set (use ${{{name}:-default}})")
+
+
+def _read_credential(name: str, where: str) -> str:
+    """A systemd credential: a plain file name inside ``$CREDENTIALS_DIRECTORY``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]+", name) or name in (".", ".."):
+        raise ConfigError(f"{where}: invalid credential name {name!r}")
+    base = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not base:
+        raise ConfigError(f"{where}: ${{cred:{name}}} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
+    return _read_secret(Path(base) / name, where)
 
 
 def _read_secret(file: Path, where: str) -> str:

@@ -7,13 +7,24 @@ silently dropped.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from reminderd.config.processors import LogSettings, ProcessorSettings
-from reminderd.durations import parse_duration_ms
+from reminderd.durations import format_ms, parse_duration_ms
 from reminderd.models import Misfire
+from reminderd.trigger import prefix_problem
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
 
@@ -25,6 +36,17 @@ def _positive(value: int) -> int:
 
 
 PositiveMs = Annotated[int, BeforeValidator(parse_duration_ms), AfterValidator(_positive)]
+
+
+def _not_bool(value: object) -> object:
+    """Pydantic would take ``true`` as 1; a boolean where a number belongs is a typo."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
 
 
 class Strict(BaseModel):
@@ -48,27 +70,28 @@ class RedisSettings(Strict):
     password: str | None = None
     socket_timeout_ms: PositiveMs = Field(5000, alias="socket_timeout")
     connect_timeout_ms: PositiveMs = Field(2000, alias="connect_timeout")
-    max_connections: int = Field(64, ge=2, le=10_000)
+    max_connections: Int = Field(64, ge=2, le=10_000)
     manage_notifications: bool = True
     embedded: EmbeddedSettings = EmbeddedSettings()
 
-    @model_validator(mode="after")
-    def _check_url(self) -> RedisSettings:
-        ok = ("redis://", "rediss://", "unix://")
-        if self.url != "embedded" and not self.url.startswith(ok):
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if url != "embedded" and not url.startswith(("redis://", "rediss://", "unix://")):
+            shown = _mask_url(url)
             raise ValueError(
-                f"redis.url must be 'embedded' or start with redis://, rediss:// or unix://, got {self.url!r}"
+                f"must be 'embedded' or start with redis://, rediss:// or unix://, got {shown!r}"
             )
-        return self
+        return url
 
 
 class RetrySettings(Strict):
     """Exponential backoff with jitter for failed processors."""
 
-    max_attempts: int = Field(5, ge=1, le=100)
+    max_attempts: Int = Field(5, ge=1, le=100)
     backoff_ms: PositiveMs = Field(1000, alias="backoff")
     backoff_max_ms: PositiveMs = Field(300_000, alias="backoff_max")
-    jitter: float = Field(0.2, ge=0, le=1)
+    jitter: Float = Field(0.2, ge=0, le=1)
 
 
 class QuietHours(Strict):
@@ -94,13 +117,13 @@ class DaemonSettings(Strict):
 
     instance_id: str | None = None
     sweep_interval_ms: PositiveMs = Field(1000, alias="sweep_interval")
-    sweep_batch: int = Field(500, ge=1, le=100_000)
-    concurrency: int = Field(512, ge=1, le=100_000)
+    sweep_batch: Int = Field(500, ge=1, le=100_000)
+    concurrency: Int = Field(512, ge=1, le=100_000)
     lease_ms: PositiveMs = Field(30_000, alias="lease")
     processor_timeout_ms: PositiveMs = Field(10_000, alias="processor_timeout")
     drain_timeout_ms: PositiveMs = Field(20_000, alias="drain_timeout")
     adoption_interval_ms: PositiveMs = Field(30_000, alias="adoption_interval")
-    adoption_batch: int = Field(1000, ge=1, le=1_000_000)
+    adoption_batch: Int = Field(1000, ge=1, le=1_000_000)
     heartbeat_interval_ms: PositiveMs = Field(5000, alias="heartbeat_interval")
     misfire_grace_ms: PositiveMs = Field(60_000, alias="misfire_grace")
     raw_dedupe_window_ms: PositiveMs = Field(10_000, alias="raw_dedupe_window")
@@ -110,7 +133,7 @@ class DaemonSettings(Strict):
 class LimitSettings(Strict):
     """Bounds on what producers may store."""
 
-    payload_max_bytes: int = Field(16_384, ge=2, le=16 * 1024 * 1024)
+    payload_max_bytes: Int = Field(16_384, ge=2, le=16 * 1024 * 1024)
 
 
 class LoggingSettings(Strict):
@@ -125,7 +148,11 @@ class MetricsSettings(Strict):
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(9464, ge=0, le=65535)
+    port: Int = Field(9464, ge=0, le=65535)
+
+
+def _default_processors() -> dict[str, ProcessorSettings]:
+    return {"log": LogSettings()}
 
 
 class Settings(Strict):
@@ -138,9 +165,7 @@ class Settings(Strict):
     limits: LimitSettings = LimitSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
-    processors: dict[str, ProcessorSettings] = Field(
-        default_factory=lambda: {"log": LogSettings()}
-    )
+    processors: dict[str, ProcessorSettings] = Field(default_factory=_default_processors)
     rules: dict[str, RuleSettings] = Field(
         default_factory=lambda: {"send_message": RuleSettings(processors=("log",))}
     )
@@ -148,8 +173,9 @@ class Settings(Strict):
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
         for name, rule in self.rules.items():
-            if not name or "-" in name and not name.strip("-"):
-                raise ValueError(f"rules.{name}: invalid rule prefix")
+            problem = prefix_problem(name)
+            if problem:
+                raise ValueError(f"rules.{name!r}: invalid rule name: {problem}")
             for proc in rule.processors:
                 if proc not in self.processors:
                     known = ", ".join(sorted(self.processors)) or "none"
@@ -170,9 +196,62 @@ class Settings(Strict):
         return tuple(self.rules)
 
 
+_SECRET_KEY = re.compile(r"pass|secret|token|auth|credential|api[_-]?key|private", re.IGNORECASE)
+
+
 def describe(settings: Settings) -> dict[str, Any]:
-    """A JSON-safe view of the settings with secrets masked, for ``check-config``."""
+    """A JSON-safe view for ``check-config``: valid YAML keys, durations as text, secrets masked.
+
+    Durations render as ``30s`` rather than raw milliseconds, so the output pasted back
+    into a config file means what it says. Every value under a key that names a secret
+    (``password``, ``auth_token``, an ``Authorization`` header, ...) and every password
+    inside a URL is replaced by ``***``.
+    """
     data = settings.model_dump(mode="json", by_alias=True)
-    if data["redis"].get("password"):
-        data["redis"]["password"] = "***"
+    _render_durations(settings, data)
+    for key, section in data.items():
+        if key in ("processors", "rules"):  # their keys are user-chosen names, not settings
+            data[key] = {name: _mask(item) for name, item in section.items()}
+        else:
+            data[key] = _mask(section)
     return data
+
+
+def _render_durations(model: BaseModel, data: dict[str, Any]) -> None:
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        value = getattr(model, name)
+        if name.endswith("_ms") and isinstance(value, int):
+            data[key] = format_ms(value)
+        elif isinstance(value, BaseModel):
+            _render_durations(value, data[key])
+        elif isinstance(value, dict):
+            for item_key, item in value.items():
+                if isinstance(item, BaseModel):
+                    _render_durations(item, data[key][item_key])
+
+
+def _mask(value: Any, secret: bool = False) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v, secret or bool(_SECRET_KEY.search(str(k)))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, secret) for v in value]
+    if isinstance(value, str) and value:
+        return "***" if secret else _mask_url(value)
+    return value
+
+
+def _mask_url(text: str) -> str:
+    """``text`` with the password of a URL (``redis://:pw@host``) replaced by ``***``."""
+    if "://" not in text or "@" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return text
+    if not password:
+        return text
+    userinfo = f"{parts.username or ''}:***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
