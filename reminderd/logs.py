@@ -1,0 +1,153 @@
+"""Structured logging: one event per line, JSON for machines, readable on a terminal.
+
+Under systemd stdout goes to the journal, so ``auto`` renders one JSON object per line
+there (``journalctl -u reminderd -o cat | jq``) and a coloured console format on a TTY.
+Loggers are not cached, so ``configure_logging`` can run again (SIGHUP changes the level)
+and every existing logger follows. Log records of libraries that use stdlib ``logging``
+(APScheduler, httpx) go through the same renderer, so the journal holds one format.
+
+Secrets never reach the log: ``mask_secrets`` replaces values of keys that look like
+credentials and passwords inside URLs, at any depth, after every other processor ran.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TextIO
+
+import orjson
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from reminderd.errors import ConfigError
+
+Format = Literal["auto", "json", "console"]
+LEVELS: Mapping[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+MASK = "***"
+_SECRET_KEY = re.compile(r"pass(word|wd)|token|secret|auth|api_?key|credential|cookie", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?P<tail>@)", re.IGNORECASE)
+_NOISY_LIBRARIES = ("httpx", "httpcore")  # one INFO line per request, URLs included
+_HANDLER_NAME = "reminderd"
+
+
+def _masked(value: Any, depth: int = 0) -> Any:
+    """``value`` with nested secret keys and URL passwords replaced."""
+    if depth > 8:
+        return value
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<tail>", value) if "://" in value else value
+    if isinstance(value, Mapping):
+        return {k: _masked_item(k, v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item, depth + 1) for item in value]
+    return value
+
+
+def _masked_item(key: object, value: Any, depth: int) -> Any:
+    """One mapping entry: masked whole if its key names a secret, else searched deeper."""
+    return MASK if _is_secret_key(key) and value is not None else _masked(value, depth)
+
+
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+
+
+def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Processor: mask values of keys named like passwords, tokens, auth, secrets."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _masked(value) if key == "event" else _masked_item(key, value, 0)
+    return event_dict
+
+
+def _dumps(obj: Any, **kwargs: Any) -> str:
+    """orjson, falling back to ``str`` for what it cannot encode."""
+    return orjson.dumps(obj, default=kwargs.get("default", str), option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _shared_processors(extra: Sequence[Processor]) -> list[Processor]:
+    """Processors that run for structlog and stdlib records alike."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        *extra,
+        mask_secrets,
+    ]
+
+
+def _renderer(fmt: Format, stream: TextIO) -> list[Processor]:
+    """The final processors: JSON lines, or the console renderer on a terminal."""
+    if fmt == "json" or (fmt == "auto" and not stream.isatty()):
+        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(serializer=_dumps)]
+    # plain tracebacks: the rich formatter would print local variables, secrets included
+    return [
+        structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    ]
+
+
+def _check(level: str, fmt: str) -> int:
+    """The numeric level; ConfigError naming the setting for bad values."""
+    if fmt not in ("auto", "json", "console"):
+        raise ConfigError(f"logging.format: unknown format {fmt!r} (expected auto, json or console)")
+    number = LEVELS.get(level.lower())
+    if number is None:
+        raise ConfigError(f"logging.level: unknown level {level!r} (expected one of {', '.join(LEVELS)})")
+    return number
+
+
+def _route_stdlib(formatter: logging.Formatter, level: int, stream: TextIO) -> None:
+    """Replace our root handler (never anyone else's) so stdlib records share the format."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    handler = logging.StreamHandler(stream)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: Format = "auto",
+    extra_processors: Sequence[Processor] = (),
+    *,
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog and stdlib logging; safe to call again to change level or format."""
+    number = _check(level, fmt)
+    out = stream if stream is not None else sys.stdout
+    shared = _shared_processors(extra_processors)
+    final = _renderer(fmt, out)
+    structlog.configure(
+        processors=[*shared, *final],
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    _route_stdlib(formatter, number, out)
+
+
+def get_logger(name: str | None = None, **initial: Any) -> FilteringBoundLogger:
+    """A structlog logger; ``initial`` values are bound to every event it logs."""
+    logger: FilteringBoundLogger = structlog.get_logger(name, **initial)
+    return logger
