@@ -47,6 +47,8 @@ class Rejection:
 def _check_part(part: str, what: str) -> str | None:
     if not part:
         return f"{what} is empty"
+    if not part.strip("-"):
+        return f"{what} contains only '-'"
     if part != part.strip():
         return f"{what} has leading or trailing whitespace"
     if any(ch in _FORBIDDEN for ch in part):
@@ -67,10 +69,7 @@ def _is_utf8(text: str) -> bool:
 
 def prefix_problem(prefix: str) -> str | None:
     """Why ``prefix`` cannot be a rule prefix (``None`` if it can); used by the config."""
-    problem = _check_part(prefix, "prefix")
-    if problem is None and not prefix.strip("-"):
-        problem = "prefix must contain something other than '-'"
-    return problem
+    return _check_part(prefix, "prefix")
 
 
 def format_key(rule: str, user_id: str, type_: str) -> str:
