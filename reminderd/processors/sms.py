@@ -1,0 +1,288 @@
+"""The ``sms`` processor: one text message per occurrence through Twilio or an HTTP gateway.
+
+Steps, each with its own failure kind: read the user's lookup hash (Redis errors are
+retryable); skip an opted-out user (``SkipOccurrence``, logged as ``reminder.skipped``);
+find and validate the E.164 number (missing or invalid is permanent); render the type's
+template completely (a missing field is permanent); wait for a token of the account's
+shared rate limit (in this coroutine only, bounded by ``rate_limit.max_wait``); send.
+Provider answers: 2xx is success, 429/5xx/timeouts are retryable with ``Retry-After``,
+any other 4xx is permanent with the provider's error code.
+
+Phone numbers appear only masked in logs, errors and the returned details; the message
+body is logged at debug level only; credentials never appear anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, NoReturn, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+import redis.asyncio as aioredis
+
+from reminderd.config.sms import (
+    E164,
+    GATEWAY_FIELDS,
+    MESSAGE_FIELDS,
+    GenericSettings,
+    SmsSettings,
+    TwilioSettings,
+)
+from reminderd.errors import PermanentError, RetryableError, SkipOccurrence
+from reminderd.models import Occurrence
+from reminderd.pii import mask_phone, mask_text
+from reminderd.processors.base import ProcessorContext
+from reminderd.processors.templates import Template, message_values
+from reminderd.processors.webhook import parse_retry_after
+from reminderd.quiet import user_zone
+from reminderd.ratelimit import TokenBucket
+
+EXCERPT_CHARS = 200
+UNKNOWN_ID = "unknown"
+_T = TypeVar("_T")
+_TRUE = frozenset({"1", "true", "yes", "on", "y"})
+
+
+def is_opted_out(value: object) -> bool:
+    """Whether a flag value (payload JSON or a hash string) means "opted out"."""
+    if isinstance(value, bool | int):
+        return bool(value)
+    return isinstance(value, str) and value.strip().lower() in _TRUE
+
+
+class _Gateway(Protocol):
+    async def send(self, to: str, body: str, values: Mapping[str, Any]) -> str: ...
+
+
+class SmsProcessor:
+    """Sends the rendered template of the occurrence's type to the user's phone."""
+
+    def __init__(self, name: str, settings: SmsSettings, ctx: ProcessorContext) -> None:
+        self.name = name
+        self._settings = settings
+        self._ctx = ctx
+        self._tz_field = settings.recipient.tz_field
+        self._templates = {
+            kind: Template(f"templates.{kind}", source, MESSAGE_FIELDS)
+            for kind, source in settings.templates.items()
+        }
+        timeout = httpx.Timeout(settings.request_timeout_ms / 1000)
+        where = f"sms {name}"
+        self._gateway: _Gateway = (
+            _Twilio(settings.twilio, ctx.http, timeout, where)
+            if settings.twilio is not None
+            else _Generic(_required(settings.generic), ctx.http, timeout, where)
+        )
+        self._bucket = TokenBucket(ctx.redis, ctx.names) if settings.rate_limit is not None else None
+
+    async def __call__(self, occ: Occurrence) -> Mapping[str, str] | None:
+        """Send one message; return ``{"message_id": ..., "to": <masked number>}``."""
+        log = self._ctx.log.bind(processor=self.name, key=occ.key, occurrence=occ.occurrence)
+        profile = await self._profile(occ.user_id)
+        if self._opted_out(occ.payload, profile):
+            log.info("reminder.skipped", reason="opted out")
+            raise SkipOccurrence("opted out")
+        to = self._recipient(occ.payload, profile)
+        zone = user_zone([occ.payload.get(self._tz_field), profile.get("tz")], self._settings.timezone)
+        values = {**message_values(occ, zone), "idempotency_key": occ.idempotency_key}
+        body = self._template(occ.type).render(values)
+        await self._throttle()
+        message_id = await self._gateway.send(to, body, values)
+        masked = mask_phone(to)
+        log.info("sms.sent", to=masked, message_id=message_id, chars=len(body))
+        log.debug("sms.body", to=masked, body=body)
+        return {"message_id": message_id, "to": masked}
+
+    async def _profile(self, user_id: str) -> dict[str, str]:
+        """The lookup hash's phone, tz and opt-out values (empty without a lookup)."""
+        lookup = self._settings.recipient.lookup
+        if lookup is None:
+            return {}
+        wanted = {"phone": lookup.phone_field, "tz": lookup.tz_field, "opt_out": lookup.opt_out_field}
+        names = [(role, field) for role, field in wanted.items() if field]
+        key = lookup.key.replace("{user_id}", user_id)
+        try:
+            found = await self._ctx.redis.hmget(key, [field for _, field in names])
+        except aioredis.RedisError as exc:
+            raise RetryableError(f"sms {self.name}: reading {key} failed: {type(exc).__name__}") from exc
+        return {
+            role: _text(value) for (role, _), value in zip(names, found, strict=True) if value is not None
+        }
+
+    def _opted_out(self, payload: Mapping[str, Any], profile: Mapping[str, str]) -> bool:
+        field = self._settings.opt_out_field
+        return (field is not None and is_opted_out(payload.get(field))) or is_opted_out(
+            profile.get("opt_out")
+        )
+
+    def _recipient(self, payload: Mapping[str, Any], profile: Mapping[str, str]) -> str:
+        """The E.164 number from the payload, else the lookup hash; permanent error otherwise."""
+        field = self._settings.recipient.phone_field
+        value: object = payload.get(field)
+        source = f"payload.{field}"
+        if value is None or value == "":
+            lookup = self._settings.recipient.lookup
+            value, source = profile.get("phone"), f"lookup {lookup.key}" if lookup else source
+        if value is None or value == "":
+            raise PermanentError(
+                f"sms {self.name}: no phone number ({source} is missing)", code="missing_recipient"
+            )
+        if not isinstance(value, str) or not E164.fullmatch(value):
+            shown = mask_phone(value) if isinstance(value, str) else f"a {type(value).__name__}"
+            raise PermanentError(
+                f"sms {self.name}: {source} is not an E.164 phone number ({shown})", code="invalid_recipient"
+            )
+        return value
+
+    def _template(self, kind: str) -> Template:
+        template = self._templates.get(kind) or self._templates.get("default")
+        if template is None:
+            raise PermanentError(
+                f"sms {self.name}: no template for type {kind!r} and no default", code="no_template"
+            )
+        return template
+
+    async def _throttle(self) -> None:
+        limit = self._settings.rate_limit
+        if self._bucket is None or limit is None:
+            return
+        bucket = self._settings.bucket
+        try:
+            await self._bucket.take(bucket, limit.per_second, limit.burst, max_wait_ms=limit.max_wait_ms)
+        except aioredis.RedisError as exc:
+            raise RetryableError(f"sms {self.name}: rate limit unavailable: {type(exc).__name__}") from exc
+
+    async def aclose(self) -> None:
+        """Nothing of its own to release: the HTTP client and Redis belong to the daemon."""
+
+
+class _Twilio:
+    """``POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json`` with basic auth."""
+
+    def __init__(self, settings: TwilioSettings, http: httpx.AsyncClient, timeout: httpx.Timeout, where: str):
+        self._url = f"{settings.base_url}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
+        self._auth = httpx.BasicAuth(settings.account_sid, settings.auth_token.get_secret_value())
+        self._sender = (
+            {"From": settings.from_number}
+            if settings.from_number
+            else {"MessagingServiceSid": _required(settings.messaging_service_sid)}
+        )
+        self._http, self._timeout, self._where = http, timeout, f"{where}: twilio"
+
+    async def send(self, to: str, body: str, values: Mapping[str, Any]) -> str:
+        form = {"To": to, **self._sender, "Body": body}
+        response = await _request(
+            self._where, self._http.post(self._url, data=form, auth=self._auth, timeout=self._timeout)
+        )
+        data = _json(response)
+        if response.is_success:
+            sid = data.get("sid")
+            return sid if isinstance(sid, str) and sid else UNKNOWN_ID
+        code = data.get("code")
+        message = data.get("message")
+        detail = message if isinstance(message, str) else _excerpt(response.text, ())
+        _fail(self._where, response, None if code is None else str(code), detail)
+
+
+class _Generic:
+    """Any HTTP gateway: everything comes from the ``generic`` templates."""
+
+    def __init__(
+        self, settings: GenericSettings, http: httpx.AsyncClient, timeout: httpx.Timeout, where: str
+    ):
+        self._settings = settings
+        self._url = Template("generic.url", settings.url, GATEWAY_FIELDS)
+        self._headers = {
+            k: Template(f"generic.headers.{k}", v, GATEWAY_FIELDS) for k, v in settings.headers.items()
+        }
+        self._body = {k: Template(f"generic.body.{k}", v, GATEWAY_FIELDS) for k, v in settings.body.items()}
+        self._token = settings.token.get_secret_value() if settings.token else None
+        password = settings.password.get_secret_value() if settings.password else None
+        self._auth = httpx.BasicAuth(settings.username, password) if settings.username and password else None
+        self._secrets = tuple(s for s in (self._token, password) if s)
+        self._http, self._timeout, self._where = http, timeout, f"{where}: gateway"
+        self._regex = re.compile(settings.message_id_regex) if settings.message_id_regex else None
+
+    async def send(self, to: str, body: str, values: Mapping[str, Any]) -> str:
+        full = {**values, "to": to, "from": self._settings.from_number, "body": body, "token": self._token}
+        url = self._url.render(full, escape=lambda text: quote(text, safe=""))
+        headers = {name: template.render(full) for name, template in self._headers.items()}
+        fields = {name: template.render(full) for name, template in self._body.items()}
+        content: dict[str, Any] = {}
+        if self._settings.method != "GET":
+            content = {"json": fields} if self._settings.encoding == "json" else {"data": fields}
+        auth = self._auth or httpx.USE_CLIENT_DEFAULT
+        method = self._settings.method
+        request = self._http.request(
+            method, url, headers=headers, auth=auth, timeout=self._timeout, **content
+        )
+        response = await _request(self._where, request)
+        if response.status_code in self._settings.success_status:
+            return self._message_id(response)
+        _fail(self._where, response, str(response.status_code), _excerpt(response.text, self._secrets))
+
+    def _message_id(self, response: httpx.Response) -> str:
+        if self._regex is not None:
+            match = self._regex.search(response.text)
+            return match.group(1) if match and match.group(1) else UNKNOWN_ID
+        if self._settings.message_id_path is None:
+            return UNKNOWN_ID
+        current: Any = _json(response)
+        for part in self._settings.message_id_path.split("."):
+            if isinstance(current, list) and part.isdigit() and int(part) < len(current):
+                current = current[int(part)]
+            elif isinstance(current, dict):
+                current = current.get(part)
+            else:
+                return UNKNOWN_ID
+        return str(current) if isinstance(current, str | int) and str(current) else UNKNOWN_ID
+
+
+async def _request(where: str, pending: Any) -> httpx.Response:
+    """Await an httpx call; transport failures are retryable and never quote URL or secrets."""
+    try:
+        response: httpx.Response = await pending
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{where}: timed out ({type(exc).__name__})") from exc
+    except httpx.HTTPError as exc:
+        raise RetryableError(f"{where}: request failed ({type(exc).__name__})") from exc
+    return response
+
+
+def _fail(where: str, response: httpx.Response, code: str | None, detail: str) -> NoReturn:
+    """Raise the error a non-success answer means: 429/5xx retryable, other statuses permanent."""
+    status = response.status_code
+    text = (
+        f"{where}: HTTP {status}"
+        + (f", code {code}" if code else "")
+        + (f": {mask_text(detail)}" if detail else "")
+    )
+    if status == 429 or status >= 500:
+        raise RetryableError(text, retry_after_s=parse_retry_after(response.headers.get("Retry-After")))
+    raise PermanentError(text, code=code or f"http_{status}")
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _excerpt(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _required(value: _T | None) -> _T:
+    assert value is not None
+    return value
