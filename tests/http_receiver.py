@@ -170,7 +170,9 @@ class HttpReceiver:
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="http-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="http-receiver", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -21,11 +21,12 @@ class LogProcessor:
     def __init__(self, name: str, settings: LogSettings, ctx: ProcessorContext) -> None:
         self.name = name
         self._level = settings.level
-        self._log = ctx.log.bind(processor=name)
+        self._log = ctx.log  # not bound here: binding would freeze the logging config of today
 
     async def __call__(self, occ: Occurrence) -> Mapping[str, str] | None:
         """Write the log line; never fails."""
         fields: dict[str, Any] = {
+            "processor": self.name,
             "key": occ.key,
             "user_id": occ.user_id,
             "type": occ.type,
