@@ -28,6 +28,7 @@ from reminderd.config.processors import (
     StreamSettings,
     WebhookSettings,
 )
+from reminderd.config.sms import SmsSettings
 from reminderd.errors import ConfigError, PermanentError, RetryableError
 from reminderd.keys import Names
 from reminderd.models import Occurrence
@@ -101,6 +102,21 @@ async def test_registry_builds_each_builtin_kind(ctx: ProcessorContext, receiver
     assert all(isinstance(proc, Processor) for proc in built.values())
     for proc in built.values():
         await proc.aclose()
+
+
+async def test_registry_builds_the_sms_processor(ctx: ProcessorContext) -> None:
+    """SMS settings yield the SmsProcessor, imported only when an SMS processor is configured."""
+    sms = pytest.importorskip("reminderd.processors.sms")
+    settings = SmsSettings.model_validate(
+        {
+            "type": "sms",
+            "twilio": {"account_sid": "AC123", "auth_token": "t0ken", "from": "+15550000000"},
+            "templates": {"daily": "Hello"},
+        }
+    )
+    proc = build_processor("sms", settings, ctx)
+    assert isinstance(proc, sms.SmsProcessor)
+    await proc.aclose()
 
 
 async def test_registry_reports_a_bad_plugin_as_config_error(ctx: ProcessorContext) -> None:

@@ -35,9 +35,9 @@ def build_processor(name: str, settings: ProcessorSettings, ctx: ProcessorContex
             return StreamProcessor(name, settings, ctx)
         case SmsSettings():
             # Imported here so the SMS provider code loads only when a rule uses it.
-            from reminderd.processors.sms import SmsProcessor  # type: ignore[import-not-found,unused-ignore]
+            from reminderd.processors.sms import SmsProcessor
 
-            return SmsProcessor(name, settings, ctx)  # type: ignore[no-any-return,unused-ignore]
+            return SmsProcessor(name, settings, ctx)
         case PluginSettings():
             return load_plugin(name, settings, ctx)
         case _:
