@@ -105,7 +105,8 @@ def _validate(raw: dict[str, Any], source: str) -> Settings:
             raise ConfigError(f"{source}: redis: expected a mapping")
         redis_section["url"] = url
     try:
-        return Settings.model_validate(data)
+        # By alias only: ``sweep_interval_ms: 1000`` must be an unknown key, not 1000 seconds.
+        return Settings.model_validate(data, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise ConfigError(_format_errors(source, exc)) from exc
 
