@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from reminderd.schedules import Schedule
 
 
-class Misfire(str, Enum):
+class Misfire(StrEnum):
     """What a recurring reminder does with occurrences missed while nothing ran."""
 
     FIRE_ONCE = "fire_once"  # fire one catch-up occurrence, then continue from now

@@ -211,7 +211,7 @@ class Store:
 
     async def get(self, key: str) -> Reminder | None:
         """The stored reminder for ``key`` (rule, user and type are filled by the caller)."""
-        fields = await self.redis.hgetall(self.names.record(key))
+        fields: dict[str, str] = await self.redis.hgetall(self.names.record(key))  # type: ignore[assignment]
         return reminder_from_fields(key, fields) if fields else None
 
     async def get_many(self, members: Sequence[str]) -> list[Reminder | None]:
@@ -219,16 +219,16 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             for m in members:
                 pipe.hgetall(self.names.record(m))
-            rows = await pipe.execute()
+            rows: list[dict[str, str]] = await pipe.execute()
         return [reminder_from_fields(m, f) if f else None for m, f in zip(members, rows, strict=True)]
 
     async def due_page(
         self, *, min_ms: float, max_ms: float, offset: int, count: int
     ) -> list[tuple[str, int]]:
         """A page of the index by due time."""
-        rows = await self.redis.zrangebyscore(
+        rows: list[tuple[str, float]] = await self.redis.zrangebyscore(
             self.names.due, min_ms, max_ms, start=offset, num=count, withscores=True
-        )
+        )  # type: ignore[assignment]
         return [(m, int(s)) for m, s in rows]
 
     async def counts(self, now_ms: int) -> tuple[int, int]:
@@ -241,7 +241,7 @@ class Store:
 
     async def next_due(self) -> tuple[str, int] | None:
         """The earliest index entry."""
-        rows = await self.redis.zrange(self.names.due, 0, 0, withscores=True)
+        rows: list[tuple[str, float]] = await self.redis.zrange(self.names.due, 0, 0, withscores=True)  # type: ignore[assignment]
         return (rows[0][0], int(rows[0][1])) if rows else None
 
     async def now_ms(self) -> int:
@@ -253,7 +253,7 @@ class Store:
 
     async def claim_due(self, instance: str, *, limit: int, lease_ms: int) -> tuple[int, list[Claim]]:
         """Claim up to ``limit`` due occurrences from the index; (redis now, claims)."""
-        args = ["due", limit, lease_ms, instance, self.names.namespace, "0"]
+        args: list[str | int] = ["due", limit, lease_ms, instance, self.names.namespace, "0"]
         return _parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
 
     async def claim_keys(
@@ -311,7 +311,7 @@ class Store:
     async def mark_done(self, instance: str, claim: Claim, processor: str) -> bool:
         """Record one processor as finished for the claimed occurrence."""
         lock = self.names.lock(claim.member, claim.occurrence)
-        args = [claim.occurrence, processor, lock, f"{instance}|{claim.occurrence}"]
+        args: list[str | int] = [claim.occurrence, processor, lock, f"{instance}|{claim.occurrence}"]
         return bool(await self._scripts["mark_done"](keys=[self.names.record(claim.member)], args=args))
 
     async def defer(self, instance: str, claim: Claim, until_ms: int) -> bool:
@@ -321,7 +321,7 @@ class Store:
             self.names.due,
             self.names.lock(claim.member, claim.occurrence),
         ]
-        args = [claim.member, claim.occurrence, until_ms, f"{instance}|{claim.occurrence}"]
+        args: list[str | int] = [claim.member, claim.occurrence, until_ms, f"{instance}|{claim.occurrence}"]
         return bool(await self._scripts["defer"](keys=keys, args=args))
 
     async def renew(self, instance: str, claims: Sequence[tuple[str, int]], lease_ms: int) -> int:

@@ -1,0 +1,327 @@
+"""``reminderd run``: lifecycle of one daemon instance.
+
+One ``AsyncExitStack`` owns every resource (embedded Redis, connections, HTTP client,
+processors, metrics endpoint); one ``TaskGroup`` owns every loop. Signal handlers only
+set events; the main task drains. Start-up order matters: subscribe first (so no event
+is missed), then fix and prove notifications, then reconcile (recover, repair, adopt),
+then READY=1 and live service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Awaitable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from reminderd.aps import PeriodicJobs
+from reminderd.completer import Completer
+from reminderd.config import Settings, load_config
+from reminderd.connection import db_of, make_client
+from reminderd.dispatch import Dispatcher, Runtime
+from reminderd.embedded import EmbeddedRedis
+from reminderd.errors import ConfigError, ReminderdError
+from reminderd.heartbeat import Identity, beat, retire
+from reminderd.keys import Names
+from reminderd.listener import Listener
+from reminderd.logs import configure_logging
+from reminderd.maintenance import Maintenance
+from reminderd.metrics import Health, Metrics, MetricsServer
+from reminderd.notifications import NotifyState, doctor, ensure_notifications, prove_events
+from reminderd.pii import mask_pii
+from reminderd.processors.base import ProcessorContext
+from reminderd.processors.registry import build_processors, timeout_ms_for
+from reminderd.sdnotify import Notifier
+from reminderd.store import Store
+from reminderd.sweeper import Sweeper
+
+log = structlog.get_logger("reminderd.daemon")
+
+
+def build_runtime(settings: Settings, ctx: ProcessorContext) -> Runtime:
+    """Processors and their timeouts from validated settings (no I/O)."""
+    processors = build_processors(settings.processors, ctx)
+    default_ms = settings.daemon.processor_timeout_ms
+    timeouts = {name: timeout_ms_for(p, default_ms) / 1000 for name, p in settings.processors.items()}
+    return Runtime(settings, processors, timeouts)
+
+
+class Daemon:
+    """One running instance; ``run()`` returns the process exit code."""
+
+    def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.names = Names(settings.namespace)
+        self.me = Identity(
+            settings.daemon.instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
+        self.stop = asyncio.Event()
+        self.reload = asyncio.Event()
+        self.notifier = Notifier.from_env()
+        self.metrics = Metrics()
+        self.health = Health()
+        self.notify_state = NotifyState()
+
+    async def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT, drain, and return the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload.set)
+        async with AsyncExitStack() as stack:
+            url = await self._redis_url(stack)
+            storage = make_client(self.settings.redis, url)
+            stack.push_async_callback(storage.aclose)
+            subscriber = make_client(self.settings.redis, url, subscriber=True)
+            stack.push_async_callback(subscriber.aclose)
+            http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
+            stack.push_async_callback(http.aclose)
+            if not await self._wait_for_redis(storage):
+                return 0
+            ctx = ProcessorContext(storage, http, self.names, structlog.get_logger("reminderd.processor"))
+            runtime = build_runtime(self.settings, ctx)
+            stack.push_async_callback(_close_processors, runtime)
+            self._ctx = ctx
+            if self.settings.metrics.enabled:
+                server = MetricsServer(
+                    self.settings.metrics.host, self.settings.metrics.port, self.metrics, self.health.snapshot
+                ).start()
+                stack.callback(server.stop)
+            return await self._serve(storage, subscriber, runtime, stack)
+        return 0  # pragma: no cover - the block always returns
+
+    async def _redis_url(self, stack: AsyncExitStack) -> str:
+        cfg = self.settings.redis
+        if cfg.url != "embedded":
+            return cfg.url
+        embedded = await stack.enter_async_context(
+            EmbeddedRedis(Path(cfg.embedded.dir) if cfg.embedded.dir else None, cfg.embedded.binary)
+        )
+        log.info("redis.embedded", url=embedded.url, pid=embedded.pid)
+        return embedded.url
+
+    async def _wait_for_redis(self, storage: aioredis.Redis) -> bool:
+        """Retry until Redis answers (or we are told to stop): systemd may start us first."""
+        delay_s = 0.2
+        while not self.stop.is_set():
+            try:
+                await storage.ping()
+                self.health.redis_reachable = True
+                return True
+            except (RedisError, OSError) as exc:
+                log.warning("redis.unavailable", error=str(exc), retry_in_s=delay_s)
+                try:
+                    await asyncio.wait_for(self.stop.wait(), delay_s)
+                except TimeoutError:
+                    delay_s = min(delay_s * 2, 10.0)
+        return False
+
+    async def _serve(
+        self, storage: aioredis.Redis, subscriber: aioredis.Redis, runtime: Runtime, stack: AsyncExitStack
+    ) -> int:
+        store = Store(storage, self.names, fired_window_ms=self.settings.daemon.raw_dedupe_window_ms)
+        completer = Completer(store, self.me.instance)
+        dispatcher = Dispatcher(store, runtime, self.metrics, self.me.instance, completer)
+        sweeper = Sweeper(store, dispatcher, self.metrics, self.me.instance)
+        maint = Maintenance(store, sweeper, self.metrics, lambda: self.settings)
+        listener = Listener(
+            subscriber,
+            db_of(storage),
+            self.names,
+            self.metrics,
+            prefixes=lambda: self.settings.prefixes,
+            on_keys=sweeper.add_event_keys,
+            on_wake=sweeper.nudge,
+            on_resubscribe=lambda: self._on_new_connection(storage, sweeper),
+        )
+        self._parts = (store, dispatcher, sweeper, maint, listener)
+        jobs = PeriodicJobs()
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(listener.run(), name="listener"),
+                tg.create_task(completer.run(), name="completer"),
+            ]
+            await self._startup(storage, listener, maint)
+            tasks += [
+                tg.create_task(sweeper.run_timer(), name="timer"),
+                tg.create_task(sweeper.run_events(), name="events"),
+                tg.create_task(self._watchdog(), name="watchdog"),
+            ]
+            self._schedule_jobs(jobs, storage, store, dispatcher, sweeper, maint)
+            jobs.start()
+            await self._until_stopped(dispatcher)
+            self.notifier.stopping("draining")
+            log.info("daemon.stopping", in_flight=len(dispatcher.in_flight))
+            for task in tasks[2:] + tasks[:1]:
+                task.cancel()
+            await jobs.shutdown(drain_ms=2000)
+            left = await dispatcher.drain(self.settings.daemon.drain_timeout_ms / 1000)
+            await completer.flush()
+            tasks[1].cancel()
+        await _quietly(retire(storage, self.names, self.me))
+        log.info("daemon.stopped", unfinished=left, fired=dispatcher.fired_total)
+        return 0
+
+    async def _startup(self, storage: aioredis.Redis, listener: Listener, maint: Maintenance) -> None:
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(listener.subscribed.wait(), 5.0)
+        except TimeoutError:
+            log.warning("redis.subscribe_slow", note="continuing; the sweep delivers regardless")
+        self.notify_state = await ensure_notifications(
+            storage, manage=self.settings.redis.manage_notifications
+        )
+        self.notify_state.warnings = await doctor(storage)
+        await self._canary(storage, listener)
+        summary = await maint.reconcile()
+        self.health.startup_sweep_done = True
+        log.info(
+            "daemon.started",
+            instance=self.me.instance,
+            took_ms=round((time.monotonic() - started) * 1000),
+            notifications=self.notify_state.flags,
+            canary=self.notify_state.canary,
+            **summary,
+        )
+        self.notifier.ready(f"recovered {summary['recovered']}, adopted {summary['adopted']}")
+
+    async def _canary(self, storage: aioredis.Redis, listener: Listener) -> None:
+        if not self.notify_state.ok:
+            self.notify_state.canary = "skipped"
+            return
+        key = f"{self.names.canary_prefix}{self.me.instance}:{secrets.token_hex(4)}"
+        ok = await prove_events(storage, key, listener.expect_canary(key))
+        self.notify_state.canary = "ok" if ok else "failed"
+        if ok:
+            log.info("redis.canary", result="ok")
+        else:
+            log.warning(
+                "redis.canary",
+                result="failed",
+                effect="expired events do not arrive; delivery relies on the sweep",
+            )
+
+    def _on_new_connection(self, storage: aioredis.Redis, sweeper: Sweeper) -> None:
+        """Events may have been lost: re-apply flags and sweep at once."""
+        sweeper.nudge()
+        asyncio.get_running_loop().create_task(
+            ensure_notifications(storage, manage=self.settings.redis.manage_notifications)
+        )
+
+    def _schedule_jobs(
+        self,
+        jobs: PeriodicJobs,
+        storage: aioredis.Redis,
+        store: Store,
+        dispatcher: Dispatcher,
+        sweeper: Sweeper,
+        maint: Maintenance,
+    ) -> None:
+        d = self.settings.daemon
+
+        async def heartbeat() -> None:
+            extra = {
+                "last_sweep_ms": sweeper.last_sweep_ms,
+                "fired": dispatcher.fired_total,
+                "in_flight": len(dispatcher.in_flight),
+                "canary": self.notify_state.canary,
+                "notifications": self.notify_state.flags,
+            }
+            await beat(storage, self.names, self.me, d.heartbeat_interval_ms, extra)
+            backlog = await maint.refresh_gauges()
+            self.notifier.status(f"backlog {backlog}, fired {dispatcher.fired_total}")
+            if await maint.server_changed():
+                self._on_new_connection(storage, sweeper)
+
+        async def renew() -> None:
+            if dispatcher.in_flight:
+                await store.renew(self.me.instance, dispatcher.leases(), d.lease_ms)
+
+        jobs.add("heartbeat", heartbeat, d.heartbeat_interval_ms, run_now=True)
+        jobs.add("adoption", maint.adopt_scan, d.adoption_interval_ms)
+        jobs.add("renew", renew, max(100, d.lease_ms // 3))
+
+    async def _watchdog(self) -> None:
+        interval_s = self.notifier.watchdog_interval_s() or 1.0
+        while True:
+            self.health.beat()
+            self.notifier.watchdog()
+            await asyncio.sleep(min(interval_s, 1.0))
+
+    async def _until_stopped(self, dispatcher: Dispatcher) -> None:
+        while not self.stop.is_set():
+            stop = asyncio.ensure_future(self.stop.wait())
+            reload = asyncio.ensure_future(self.reload.wait())
+            await asyncio.wait([stop, reload], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            reload.cancel()
+            if self.reload.is_set():
+                self.reload.clear()
+                await self._reload(dispatcher)
+
+    async def _reload(self, dispatcher: Dispatcher) -> None:
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path, required=self.config_path is not None)
+            runtime = build_runtime(new, self._ctx)
+        except ReminderdError as exc:
+            log.error("config.reload_failed", error=str(exc), note="keeping the running configuration")
+            self.notifier.ready("reload failed; old configuration kept")
+            return
+        for part in ("redis", "namespace"):
+            if getattr(new, part) != getattr(self.settings, part):
+                log.warning("config.reload_partial", setting=part, note="takes effect after a restart")
+        old = dispatcher.runtime
+        self.settings = new.model_copy(
+            update={"redis": self.settings.redis, "namespace": self.settings.namespace}
+        )
+        dispatcher.runtime = Runtime(self.settings, runtime.processors, runtime.timeouts_s)
+        configure_logging(new.logging.level, new.logging.format, [mask_pii])
+        log.info("config.reloaded", rules=list(new.rules), processors=list(new.processors))
+        self.notifier.ready("configuration reloaded")
+        self._bg = asyncio.get_running_loop().create_task(_close_later(old))
+
+
+async def _close_processors(runtime: Runtime) -> None:
+    for proc in runtime.processors.values():
+        await _quietly(proc.aclose())
+
+
+async def _close_later(old: Runtime) -> None:
+    """Close replaced processors once nothing that started with them is still running."""
+    await asyncio.sleep(old.settings.daemon.processor_timeout_ms / 1000 + 1)
+    await _close_processors(old)
+
+
+async def _quietly(coro: Awaitable[object]) -> None:
+    try:
+        await coro
+    except Exception as exc:
+        log.debug("cleanup.failed", error=str(exc))
+
+
+def run_daemon(config: str | None) -> int:
+    """Entry point of ``reminderd run``: load config, configure logs, run, map errors to exit codes."""
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        print(f"reminderd: {exc}", flush=True)
+        return 2
+    configure_logging(settings.logging.level, settings.logging.format, [mask_pii])
+    path = Path(config) if config else None
+    try:
+        return asyncio.run(Daemon(settings, path).run())
+    except ReminderdError as exc:
+        log.error("daemon.failed", error=str(exc))
+        return exc.exit_code

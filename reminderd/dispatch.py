@@ -1,0 +1,337 @@
+"""One pipeline for every claimed occurrence, whoever found it (event, timer, sweep).
+
+claim (done by the caller) → misfire policy → quiet hours → the rule's unfinished
+processors, concurrently, each under its own timeout → complete (re-arm or delete) or
+fail (retry with backoff, or dead-letter). Nothing here knows how the claim was found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from reminderd.completer import Completer
+from reminderd.config.model import RuleSettings, Settings
+from reminderd.errors import PermanentError, RetryableError, SkipOccurrence
+from reminderd.metrics import Metrics
+from reminderd.models import Misfire, Occurrence
+from reminderd.processors.base import Processor
+from reminderd.quiet import defer_until_ms, quiet_zone
+from reminderd.recurrence import after_misfire, next_due_ms
+from reminderd.retry import backoff_ms
+from reminderd.store import Claim, Completion, Store, decode_payload
+from reminderd.trigger import Rejection, parse_key
+
+log = structlog.get_logger("reminderd.dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What a reload may replace: settings and the processors built from them."""
+
+    settings: Settings
+    processors: Mapping[str, Processor]
+    timeouts_s: Mapping[str, float]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one processor call."""
+
+    name: str
+    ok: bool
+    detail: Mapping[str, str] | None = None
+    error: str = ""
+    permanent: bool = False
+    skipped: bool = False
+    retry_after_s: float | None = None
+
+
+@dataclass(slots=True)
+class _Flight:
+    claim: Claim
+    started: float = field(default_factory=time.monotonic)
+
+
+class Dispatcher:
+    """Runs claimed occurrences concurrently up to ``daemon.concurrency``."""
+
+    def __init__(self, store: Store, runtime: Runtime, metrics: Metrics, instance: str, completer: Completer):
+        self.store = store
+        self.runtime = runtime
+        self.metrics = metrics
+        self.instance = instance
+        self.completer = completer
+        self.in_flight: dict[tuple[str, int], _Flight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.slot_freed = asyncio.Event()
+        self.fired_total = 0
+
+    def free_slots(self) -> int:
+        """How many more occurrences may be claimed now without waiting."""
+        return max(0, self.runtime.settings.daemon.concurrency - len(self.in_flight))
+
+    def submit(self, claims: list[Claim], source: str) -> None:
+        """Start processing claimed occurrences (never blocks)."""
+        for claim in claims:
+            ident = (claim.member, claim.occurrence)
+            if ident in self.in_flight:
+                continue
+            self.in_flight[ident] = _Flight(claim)
+            task = asyncio.create_task(self._guarded(claim, source), name=f"occ:{claim.member}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self.metrics.set_in_flight(len(self.in_flight))
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait for in-flight work up to ``timeout_s``; how many were left unfinished."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            return len(pending)
+        return 0
+
+    def leases(self) -> list[tuple[str, int]]:
+        """(member, occurrence) of everything in flight, for lease renewal."""
+        return list(self.in_flight)
+
+    async def _guarded(self, claim: Claim, source: str) -> None:
+        try:
+            await self._handle(claim, source)
+        except asyncio.CancelledError:
+            raise
+        except RedisError as exc:
+            # The lock lapses and the occurrence comes due again: nothing lost.
+            log.warning("reminder.redis_error", key=claim.key, occurrence=claim.occurrence, error=str(exc))
+        except Exception:
+            log.exception("reminder.internal_error", key=claim.key, occurrence=claim.occurrence)
+        finally:
+            self.in_flight.pop((claim.member, claim.occurrence), None)
+            self.metrics.set_in_flight(len(self.in_flight))
+            self.slot_freed.set()
+
+    def _now_ms(self, claim: Claim) -> int:
+        """Redis's clock, estimated from the claim's reading plus elapsed monotonic time."""
+        flight = self.in_flight.get((claim.member, claim.occurrence))
+        elapsed = time.monotonic() - flight.started if flight else 0.0
+        return claim.now_ms + int(elapsed * 1000)
+
+    async def _handle(self, claim: Claim, source: str) -> None:
+        rt = self.runtime
+        parsed = parse_key(claim.key, rt.settings.prefixes)
+        if isinstance(parsed, Rejection):
+            await self._dead(claim, None, "no_rule", parsed.reason, [], [])
+            return
+        rule = rt.settings.rules[parsed.rule]
+        try:
+            payload = decode_payload(claim.payload_json)
+        except ValueError as exc:
+            await self._dead(claim, rule, "poison_payload", f"payload is not valid JSON: {exc}", [], [])
+            return
+        occ = Occurrence(
+            key=claim.key,
+            rule=parsed.rule,
+            user_id=parsed.user_id,
+            type=parsed.type,
+            payload=payload,
+            due_at_ms=claim.nominal_due_ms,
+            fired_at_ms=claim.now_ms,
+            occurrence=claim.occurrence,
+            attempt=claim.attempts + 1,
+        )
+        fire, next_due = self._decide(claim, rule)
+        if not fire:
+            await self.completer.complete(
+                Completion(claim.member, claim.occurrence, next_due), stat="skipped"
+            )
+            log.info(
+                "reminder.skipped",
+                key=occ.key,
+                occurrence=occ.occurrence,
+                reason="misfire_skip",
+                next_due_ms=next_due,
+            )
+            return
+        if await self._maybe_defer(claim, occ, rule):
+            return
+        await self._run(claim, occ, rule, next_due, source)
+
+    def _decide(self, claim: Claim, rule: RuleSettings) -> tuple[bool, int | None]:
+        """Misfire policy: only a first attempt at its undeferred due time can be 'missed'."""
+        policy = claim.misfire or rule.misfire
+        if claim.attempts == 0 and claim.due_at_ms == claim.nominal_due_ms:
+            grace = self.runtime.settings.daemon.misfire_grace_ms
+            decision = after_misfire(claim.schedule, claim.nominal_due_ms, claim.now_ms, policy, grace)
+            return decision.fire, decision.next_due_ms
+        nxt = next_due_ms(claim.schedule, claim.nominal_due_ms)
+        if nxt is not None and nxt <= claim.now_ms and policy is not Misfire.FIRE_ALL:
+            nxt = after_misfire(claim.schedule, nxt, claim.now_ms, Misfire.FIRE_ONCE, 0).next_due_ms
+        return True, nxt
+
+    async def _maybe_defer(self, claim: Claim, occ: Occurrence, rule: RuleSettings) -> bool:
+        if rule.quiet_hours is None or claim.attempts > 0:
+            return False
+        zone = quiet_zone(occ.payload, rule.quiet_hours)
+        until = defer_until_ms(claim.due_at_ms, rule.quiet_hours, zone)
+        if until is None:
+            return False
+        await self.store.defer(self.instance, claim, until)
+        log.info(
+            "reminder.deferred", key=occ.key, occurrence=occ.occurrence, until_ms=until, reason="quiet_hours"
+        )
+        return True
+
+    async def _run(
+        self, claim: Claim, occ: Occurrence, rule: RuleSettings, next_due: int | None, source: str
+    ) -> None:
+        pending = [p for p in rule.processors if p not in claim.done]
+        multi = len(pending) > 1
+        outcomes = await asyncio.gather(*(self._call(claim, occ, name, multi) for name in pending))
+        failed = [o for o in outcomes if not o.ok]
+        if not failed:
+            await self.completer.complete(Completion(claim.member, claim.occurrence, next_due))
+            self._fired(claim, occ, outcomes, source)
+            return
+        done = [*claim.done, *(o.name for o in outcomes if o.ok)]
+        await self._failed(claim, occ, rule, next_due, done, failed)
+
+    async def _call(self, claim: Claim, occ: Occurrence, name: str, mark: bool) -> Outcome:
+        rt = self.runtime
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(rt.timeouts_s[name]):
+                outcome = Outcome(name, True, detail=await rt.processors[name](occ))
+        except SkipOccurrence as exc:
+            outcome = Outcome(name, True, skipped=True, error=str(exc))
+        except PermanentError as exc:
+            outcome = Outcome(name, False, error=_describe(exc), permanent=True)
+        except RetryableError as exc:
+            outcome = Outcome(name, False, error=_describe(exc), retry_after_s=exc.retry_after_s)
+        except TimeoutError:
+            outcome = Outcome(name, False, error=f"timed out after {rt.timeouts_s[name]:g}s")
+        except Exception as exc:
+            outcome = Outcome(name, False, error=f"{type(exc).__name__}: {exc}"[:500])
+        self.metrics.observe_processor_duration(occ.rule, name, time.perf_counter() - started)
+        if outcome.ok:
+            self.metrics.fired(occ.rule, name)
+            if mark:
+                await self.store.mark_done(self.instance, claim, name)
+        else:
+            self.metrics.failed(occ.rule, name)
+        return outcome
+
+    def _fired(self, claim: Claim, occ: Occurrence, outcomes: list[Outcome], source: str) -> None:
+        lateness = claim.now_ms - claim.due_at_ms
+        self.metrics.observe_lateness(occ.rule, lateness)
+        if source != "event":
+            self.metrics.recovered(occ.rule)
+        self.fired_total += 1
+        details: dict[str, Any] = {}
+        for o in outcomes:
+            if o.detail:
+                details.update({f"{o.name}.{k}": v for k, v in o.detail.items()})
+        log.info(
+            "reminder.fired",
+            key=occ.key,
+            user_id=occ.user_id,
+            type=occ.type,
+            occurrence=occ.occurrence,
+            due_ms=claim.due_at_ms,
+            lateness_ms=lateness,
+            attempt=occ.attempt,
+            source=source,
+            processors={o.name: "skipped" if o.skipped else "ok" for o in outcomes},
+            instance=self.instance,
+            **details,
+        )
+
+    async def _failed(
+        self,
+        claim: Claim,
+        occ: Occurrence,
+        rule: RuleSettings,
+        next_due: int | None,
+        done: list[str],
+        failed: list[Outcome],
+    ) -> None:
+        policy = self.runtime.settings.rules[occ.rule].retry or self.runtime.settings.retry
+        attempts = claim.attempts + 1
+        error = "; ".join(f"{o.name}: {o.error}" for o in failed)
+        permanent = any(o.permanent for o in failed)
+        if permanent or attempts >= policy.max_attempts:
+            reason = "permanent_failure" if permanent else "attempts_exhausted"
+            await self._dead(claim, rule, reason, error, done, [o.name for o in failed], next_due)
+            return
+        retry_after = max((o.retry_after_s or 0 for o in failed), default=0) or None
+        retry_at = self._now_ms(claim) + backoff_ms(attempts, policy, retry_after_s=retry_after)
+        await self.store.fail(
+            self.instance,
+            claim,
+            retry_at_ms=retry_at,
+            error=error,
+            done=done,
+            next_due_ms=None,
+            reason="",
+            pending=[],
+        )
+        for o in failed:
+            self.metrics.retried(occ.rule, o.name)
+        log.warning(
+            "reminder.failed",
+            key=occ.key,
+            occurrence=occ.occurrence,
+            attempt=attempts,
+            error=error,
+            retry_at_ms=retry_at,
+            done=done,
+            instance=self.instance,
+        )
+
+    async def _dead(
+        self,
+        claim: Claim,
+        rule: RuleSettings | None,
+        reason: str,
+        error: str,
+        done: list[str],
+        pending: list[str],
+        next_due: int | None = None,
+    ) -> None:
+        if rule is None and claim.schedule is not None:
+            next_due = None
+        await self.store.fail(
+            self.instance,
+            claim,
+            retry_at_ms=None,
+            error=error,
+            done=done,
+            next_due_ms=next_due,
+            reason=reason,
+            pending=pending,
+        )
+        rule_name = parse_key(claim.key, self.runtime.settings.prefixes)
+        self.metrics.dead_lettered(rule_name.rule if not isinstance(rule_name, Rejection) else "none")
+        log.error(
+            "reminder.dead_lettered",
+            key=claim.key,
+            occurrence=claim.occurrence,
+            reason=reason,
+            error=error,
+            attempts=claim.attempts + 1,
+            pending=pending,
+            next_due_ms=next_due,
+            instance=self.instance,
+        )
+
+
+def _describe(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    text = str(exc)[:500]
+    return f"{text} (code {code})" if code else text

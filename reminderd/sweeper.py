@@ -1,0 +1,156 @@
+"""The sweep and the precise timer: claim whatever the index says is due.
+
+The index is the truth, so this loop alone delivers every reminder; expired events only
+make it faster. It sleeps until the earliest due time (never longer than the sweep
+interval) and wakes early when the schedule script announces an earlier due time.
+Expired-event keys are claimed here too, batched, through the same claim script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from redis.exceptions import RedisError
+
+from reminderd.config.model import DaemonSettings
+from reminderd.dispatch import Dispatcher
+from reminderd.metrics import Metrics
+from reminderd.store import Store
+
+log = structlog.get_logger("reminderd.sweeper")
+EVENT_BATCH = 500
+
+
+class Sweeper:
+    """Claims due occurrences (timer, periodic sweep, events) and hands them to dispatch."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher, metrics: Metrics, instance: str) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.metrics = metrics
+        self.instance = instance
+        self.wake = asyncio.Event()
+        self.offset_ms = 0  # redis clock minus host clock
+        self.last_sweep_ms = 0
+        self._events: dict[str, None] = {}
+        self._event_ready = asyncio.Event()
+
+    @property
+    def _daemon(self) -> DaemonSettings:
+        return self.dispatcher.runtime.settings.daemon
+
+    def redis_now_ms(self) -> int:
+        """Redis's clock, estimated from the last reading."""
+        return int(time.time() * 1000) + self.offset_ms
+
+    def _observe_clock(self, redis_now_ms: int) -> None:
+        self.offset_ms = redis_now_ms - int(time.time() * 1000)
+
+    def nudge(self, due_ms: int | None = None) -> None:
+        """Wake the timer (a new earliest due time, a reconnect, a new Redis)."""
+        self.wake.set()
+
+    async def sweep_once(self, source: str = "sweep") -> int:
+        """Claim due occurrences while there is capacity; how many were claimed."""
+        total = 0
+        while True:
+            slots = self.dispatcher.free_slots()
+            if slots == 0:
+                break
+            limit = min(self._daemon.sweep_batch, slots)
+            now, claims = await self.store.claim_due(
+                self.instance, limit=limit, lease_ms=self._daemon.lease_ms
+            )
+            self._observe_clock(now)
+            self.dispatcher.submit(claims, source)
+            total += len(claims)
+            if len(claims) < limit:
+                break
+        self.last_sweep_ms = self.redis_now_ms()
+        self.metrics.swept()
+        return total
+
+    async def run_timer(self) -> None:
+        """Sleep until the next due time or the sweep interval, then sweep; forever."""
+        delay_s = 0.0
+        while True:
+            try:
+                claimed = await self.sweep_once("timer")
+                delay_s = await self._next_delay_s(claimed)
+            except RedisError as exc:
+                delay_s = min(max(delay_s * 2, 0.1), 5.0)
+                log.warning("redis.sweep_failed", error=str(exc), retry_in_s=delay_s)
+            await self._wait(delay_s)
+
+    async def _next_delay_s(self, claimed: int) -> float:
+        interval_s = self._daemon.sweep_interval_ms / 1000
+        if self.dispatcher.free_slots() == 0:
+            return interval_s  # woken early by a freed slot
+        nxt = await self.store.next_due()
+        if nxt is None:
+            return interval_s
+        delay_s = (nxt[1] - self.redis_now_ms()) / 1000
+        if delay_s <= 0 and claimed == 0:
+            delay_s = 0.01  # due but held by another instance's lease
+        return max(0.0, min(interval_s, delay_s))
+
+    async def _wait(self, delay_s: float) -> None:
+        self.wake.clear()
+        waiters = [asyncio.ensure_future(self.wake.wait())]
+        if self.dispatcher.free_slots() == 0:
+            self.dispatcher.slot_freed.clear()
+            waiters.append(asyncio.ensure_future(self.dispatcher.slot_freed.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    def add_event_keys(self, keys: list[str]) -> None:
+        """Queue trigger keys announced by expired events (never blocks the subscriber)."""
+        for key in keys:
+            self._events[key] = None
+        self._event_ready.set()
+
+    async def run_events(self) -> None:
+        """Claim queued event keys in batches; forever."""
+        while True:
+            await self._event_ready.wait()
+            self._event_ready.clear()
+            while self._events:
+                await self._claim_event_batch()
+
+    async def _claim_event_batch(self) -> None:
+        slots = self.dispatcher.free_slots()
+        if slots == 0:
+            self.dispatcher.slot_freed.clear()
+            await self.dispatcher.slot_freed.wait()
+            return
+        batch = list(self._events)[: min(EVENT_BATCH, slots)]
+        try:
+            now, claims = await self.store.claim_keys(
+                self.instance, batch, lease_ms=self._daemon.lease_ms, adopt_raw=True
+            )
+        except RedisError as exc:
+            log.warning("redis.claim_failed", error=str(exc), keys=len(batch))
+            await asyncio.sleep(0.2)
+            return
+        for key in batch:
+            self._events.pop(key, None)
+        self._observe_clock(now)
+        self.dispatcher.submit(claims, "event")
+
+    async def drain_backlog(self) -> int:
+        """Start-up: claim everything already due, waiting for capacity as needed."""
+        total = 0
+        while True:
+            claimed = await self.sweep_once("startup")
+            total += claimed
+            _scheduled, due = await self.store.counts(self.redis_now_ms())
+            if due == 0 or (claimed == 0 and self.dispatcher.free_slots() > 0):
+                return total
+            if self.dispatcher.free_slots() == 0:
+                self.dispatcher.slot_freed.clear()
+                await self.dispatcher.slot_freed.wait()
