@@ -146,7 +146,7 @@ def _weekday_range(part: str) -> set[int] | None:
         low, high = 0, 6
     else:
         low = _weekday_number(first)
-        high = _weekday_number(last) if last is not None else (max(low, 6) if step else low)
+        high = _weekday_number(last) if last is not None else (7 if step else low)
     if low < 0 or high < low or (step is not None and int(step) < 1):
         return None
     return {day % 7 for day in range(low, high + 1, int(step or 1))}
