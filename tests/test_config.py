@@ -367,6 +367,18 @@ PROC_LOG = "processors: {log: {type: log}}\n"
             "rules.r.quiet_hours.end: Field required",
         ),
         (
+            "rules: {r: {processors: [log], quiet_hours: {start: '22:00', end: '07:00', "
+            "default_tz: Mars/Base}}}",
+            "rules.r.quiet_hours.default_tz: unknown time zone 'Mars/Base' (expected an IANA name such as "
+            "Europe/Berlin)",
+        ),
+        (
+            "rules: {r: {processors: [log], quiet_hours: {start: '22:00', end: '07:00', "
+            "default_tz: '../x'}}}",
+            "rules.r.quiet_hours.default_tz: unknown time zone '../x' (expected an IANA name such as "
+            "Europe/Berlin)",
+        ),
+        (
             "rules: {r: {processors: [log], retry: {backoff: 0}}}",
             "rules.r.retry.backoff: must be greater than zero",
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -101,6 +102,18 @@ class QuietHours(Strict):
     end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     default_tz: str = "UTC"
     tz_field: str = "tz"  # payload field (or lookup hash field) holding the user's zone
+
+    @field_validator("default_tz")
+    @classmethod
+    def _check_zone(cls, name: str) -> str:
+        """Checked here so a typo fails at load, not on every reminder at its quiet hour."""
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {name!r} (expected an IANA name such as Europe/Berlin)"
+            ) from None
+        return name
 
 
 class RuleSettings(Strict):
