@@ -109,6 +109,18 @@ def _try_flock(fd: int) -> bool:
     return True
 
 
+def _dir_owner_if_root(state_dir: Path) -> tuple[int, int] | None:
+    """The dir's uid/gid when root works in a service user's dir (``sudo reminderd ...``).
+
+    A server started by root there would leave root-owned AOF files that the service
+    user cannot open at its next start, so root runs the server as the dir's owner.
+    """
+    if os.geteuid() != 0:
+        return None
+    info = state_dir.stat()
+    return (info.st_uid, info.st_gid) if info.st_uid != 0 else None
+
+
 def _url(path: Path) -> str:
     return f"unix://{path}"
 
@@ -243,7 +255,7 @@ class EmbeddedRedis:
 
     async def _acquire_lock(self) -> bool:
         """Take the ownership lock: wait for it if exclusive, else try once."""
-        fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._open(LOCK_NAME, os.O_RDWR)
         try:
             deadline, waited = time.monotonic() + self._lock_timeout_s, False
             while not _try_flock(fd):
@@ -267,6 +279,14 @@ class EmbeddedRedis:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
         return True
+
+    def _open(self, name: str, flags: int) -> int:
+        """Open (create) a file in the dir, owned like the dir so the service user can use it."""
+        fd = os.open(self.dir / name, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        ids = _dir_owner_if_root(self.dir)
+        if ids:
+            os.fchown(fd, *ids)
+        return fd
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -294,11 +314,13 @@ class EmbeddedRedis:
     async def _spawn(self, binary: str) -> None:
         """Start the child in its own session (a terminal's Ctrl-C must not kill it mid-drain)."""
         env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
-        out = os.open(self.dir / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        out = self._open(LOG_NAME, os.O_WRONLY | os.O_APPEND)
+        ids = _dir_owner_if_root(self.dir)
         try:  # fatal errors before the logfile is open go to stderr: keep them in the log too
             self._proc = await asyncio.create_subprocess_exec(
                 binary, *server_args(self.dir), stdin=asyncio.subprocess.DEVNULL,
                 stdout=out, stderr=out, env=env, start_new_session=True,
+                user=ids[0] if ids else None, group=ids[1] if ids else None, extra_groups=[] if ids else None,
             )  # fmt: skip
         finally:
             os.close(out)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -298,3 +300,23 @@ def test_default_dir() -> None:
     assert default_dir({"STATE_DIRECTORY": "/var/lib/reminderd:/var/lib/other"}) == Path("/var/lib/reminderd")
     assert default_dir({}) == Path("var/reminderd")
     assert default_dir({"STATE_DIRECTORY": ""}) == Path("var/reminderd")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a server as another user")
+async def test_root_runs_the_server_as_the_dir_owner() -> None:
+    """Root working in a service user's dir starts redis-server as that user, so its files stay usable."""
+    base = Path(tempfile.mkdtemp(prefix="reminderd-own-"))
+    try:
+        base.chmod(0o755)
+        state = base / "state"
+        state.mkdir(mode=0o700)
+        os.chown(state, 65534, 65534)
+        async with EmbeddedRedis(state) as server, client(server.url) as conn:
+            await conn.set("k", "v")
+            status = Path(f"/proc/{server.pid}/status").read_text()
+            assert "\nUid:\t65534\t65534\t65534\t65534\n" in status
+        owners = {path.name: path.stat().st_uid for path in state.rglob("*")}
+        assert set(owners.values()) == {65534}, owners
+        assert {"redis.lock", "redis.log", "appendonlydir"} <= set(owners)
+    finally:
+        shutil.rmtree(base)
