@@ -134,6 +134,7 @@ class Daemon:
         completer = Completer(store, self.me.instance)
         dispatcher = Dispatcher(store, runtime, self.metrics, self.me.instance, completer)
         sweeper = Sweeper(store, dispatcher, self.metrics, self.me.instance)
+        dispatcher.on_rearm = sweeper.nudge
         maint = Maintenance(store, sweeper, self.metrics, lambda: self.settings)
         listener = Listener(
             subscriber,
@@ -158,8 +159,8 @@ class Daemon:
                 tg.create_task(sweeper.run_events(), name="events"),
                 tg.create_task(self._watchdog(), name="watchdog"),
             ]
-            self._schedule_jobs(jobs, storage, store, dispatcher, sweeper, maint)
             jobs.start()
+            self._schedule_jobs(jobs, storage, store, dispatcher, sweeper, maint)
             await self._until_stopped(dispatcher)
             self.notifier.stopping("draining")
             log.info("daemon.stopping", in_flight=len(dispatcher.in_flight))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.slot_freed = asyncio.Event()
         self.fired_total = 0
+        self.on_rearm: Callable[[int], None] = lambda due_ms: None
 
     def free_slots(self) -> int:
         """How many more occurrences may be claimed now without waiting."""
@@ -197,6 +198,8 @@ class Dispatcher:
         failed = [o for o in outcomes if not o.ok]
         if not failed:
             await self.completer.complete(Completion(claim.member, claim.occurrence, next_due))
+            if next_due is not None:
+                self.on_rearm(next_due)
             self._fired(claim, occ, outcomes, source)
             return
         done = [*claim.done, *(o.name for o in outcomes if o.ok)]

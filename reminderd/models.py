@@ -56,8 +56,12 @@ class Occurrence:
 
     @property
     def idempotency_key(self) -> str:
-        """Stable across retries and instances: the key plus the occurrence number."""
-        return f"{self.key}:{self.occurrence}"
+        """Stable across retries and instances: key, occurrence number and nominal due time.
+
+        The due time keeps it unique when a key is scheduled again after an earlier
+        reminder of the same name finished (its numbering then starts over).
+        """
+        return f"{self.key}:{self.occurrence}:{self.due_at_ms}"
 
     @property
     def lateness_ms(self) -> int:

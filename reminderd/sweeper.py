@@ -34,6 +34,7 @@ class Sweeper:
         self.wake = asyncio.Event()
         self.offset_ms = 0  # redis clock minus host clock
         self.last_sweep_ms = 0
+        self.planned_wake_ms = 0  # redis-clock instant the timer will next wake at
         self._events: dict[str, None] = {}
         self._event_ready = asyncio.Event()
 
@@ -49,8 +50,10 @@ class Sweeper:
         self.offset_ms = redis_now_ms - int(time.time() * 1000)
 
     def nudge(self, due_ms: int | None = None) -> None:
-        """Wake the timer (a new earliest due time, a reconnect, a new Redis)."""
-        self.wake.set()
+        """Wake the timer: a due time earlier than its plan, a reconnect, a new Redis."""
+        if due_ms is None or due_ms < self.planned_wake_ms:
+            self.planned_wake_ms = 0 if due_ms is None else due_ms
+            self.wake.set()
 
     async def sweep_once(self, source: str = "sweep") -> int:
         """Claim due occurrences while there is capacity; how many were claimed."""
@@ -98,6 +101,7 @@ class Sweeper:
 
     async def _wait(self, delay_s: float) -> None:
         self.wake.clear()
+        self.planned_wake_ms = self.redis_now_ms() + int(delay_s * 1000)
         waiters = [asyncio.ensure_future(self.wake.wait())]
         if self.dispatcher.free_slots() == 0:
             self.dispatcher.slot_freed.clear()

@@ -1,0 +1,152 @@
+"""The daemon as a real subprocess against a private redis-server: the acceptance rows."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from reminderd.api import Reminders, When
+from reminderd.config import load_config
+from tests.daemon_proc import DaemonProcess, wait_until, write_config
+from tests.http_receiver import HttpReceiver, Reply
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    """A loopback HTTP server standing in for a webhook target."""
+    with HttpReceiver() as rec:
+        yield rec
+
+
+def webhook_config(tmp_path: Path, url: str, receiver: HttpReceiver, **extra: object) -> Path:
+    """Config with two webhook processors (a and b) on the default rule."""
+    return write_config(
+        tmp_path / "cfg.yaml",
+        url,
+        processors={
+            "a": {"type": "webhook", "url": receiver.url("/a"), "timeout": "2s"},
+            "b": {"type": "webhook", "url": receiver.url("/b"), "timeout": "2s"},
+        },
+        rules={"send_message": {"processors": ["a", "b"]}},
+        retry={"max_attempts": 3, "backoff": "200ms", "backoff_max": "1s"},
+        **extra,
+    )
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemon processes started by the test, killed at the end."""
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.close()
+
+
+def api(cfg: Path, url: str) -> Reminders:
+    """The sync API on the test's Redis."""
+    return Reminders(url, load_config(cfg))
+
+
+def keys_at(receiver: HttpReceiver, path: str) -> list[str]:
+    """Idempotency keys received on ``path``."""
+    return [r.headers["idempotency-key"] for r in receiver.requests_for(path)]
+
+
+def test_one_shot_fires_once_on_time(
+    tmp_path: Path, redis_url: str, receiver: HttpReceiver, daemons: list
+) -> None:
+    """A reminder scheduled 1 s ahead fires exactly once per processor, within 100 ms of its due time."""
+    cfg = webhook_config(tmp_path, redis_url, receiver)
+    daemons.append(DaemonProcess(cfg).start())
+    with api(cfg, redis_url) as r:
+        rem = r.schedule("send_message-42-welcome", when=When(in_=1000), payload={"name": "Ada"})
+    assert rem is not None
+    receiver.wait_for(lambda reqs: len(reqs) >= 2, timeout_s=5)
+    fired = daemons[0].wait_for("reminder.fired")[0]
+    assert fired["lateness_ms"] < 100
+    assert abs(receiver.requests[0].received_at_s * 1000 - rem.due_at_ms) < 150
+    body = receiver.requests_for("/a")[0].json()
+    assert (body["payload"], body["user_id"], body["type"]) == ({"name": "Ada"}, "42", "welcome")
+    wait_until(lambda: daemons[0].find("heartbeat") == [] and len(receiver.requests) == 2, 1.5)
+    assert (
+        keys_at(receiver, "/a") == keys_at(receiver, "/b") == [f"send_message-42-welcome:1:{rem.due_at_ms}"]
+    )
+
+
+def test_every_fires_repeatedly_without_drift(
+    tmp_path: Path, redis_url: str, receiver: HttpReceiver, daemons: list
+) -> None:
+    """An 'every 300ms' reminder fires occurrences 1..5 at anchor + k*interval, never from fire time."""
+    cfg = webhook_config(tmp_path, redis_url, receiver)
+    daemons.append(DaemonProcess(cfg).start())
+    with api(cfg, redis_url) as r:
+        rem = r.schedule("send_message-7-tick", when=When(in_=300, every=300))
+    assert rem is not None
+    receiver.wait_for(lambda reqs: len([q for q in reqs if q.path == "/a"]) >= 5, timeout_s=10)
+    dues = [q.json()["due_at_ms"] for q in receiver.requests_for("/a")[:5]]
+    assert dues == [rem.due_at_ms + k * 300 for k in range(5)]
+    assert [q.json()["occurrence"] for q in receiver.requests_for("/a")[:5]] == [1, 2, 3, 4, 5]
+
+
+def test_raw_set_key_fires(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str, receiver: HttpReceiver, daemons: list
+) -> None:
+    """A key written with a plain SET ... PX (no API) fires once, with user and type from its name."""
+    cfg = webhook_config(tmp_path, redis_url, receiver)
+    daemons.append(DaemonProcess(cfg).start())
+    redis_server.client().set("send_message-u-1-2-raw", "1", px=300)
+    receiver.wait_for(lambda reqs: len(reqs) >= 2, timeout_s=5)
+    body = receiver.requests_for("/a")[0].json()
+    assert (body["user_id"], body["type"], body["payload"]) == ("u-1-2", "raw", {})
+    daemons[0].wait_for("reminder.fired")
+    assert daemons[0].stop() == 0
+    assert len(receiver.requests) == 2
+
+
+def _redis_now_ms(client: redis.Redis) -> int:
+    sec, usec = client.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def test_recovery_after_downtime(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str, receiver: HttpReceiver, daemons: list
+) -> None:
+    """200 reminders that came due while no daemon ran fire exactly once after start; the summary says so."""
+    cfg = webhook_config(tmp_path, redis_url, receiver)
+    with api(cfg, redis_url) as r:
+        r.schedule_many((f"send_message-{i}-down", None, When(in_=50)) for i in range(200))
+        last_due = max(rem.due_at_ms for rem in r.list(limit=500))
+    client = redis_server.client()
+    wait_until(lambda: _redis_now_ms(client) > last_due + 20, message="all 200 due")
+    d = DaemonProcess(cfg)
+    daemons.append(d)
+    d.start()
+    started = d.wait_for("daemon.started")[0]
+    assert started["recovered"] == 200
+    receiver.wait_for(lambda reqs: len(reqs) >= 400, timeout_s=15)
+    counts = receiver.count_by_idempotency_key()
+    assert len(counts) == 200
+    assert set(counts.values()) == {2}
+
+
+def test_sigterm_drains_in_flight_work(
+    tmp_path: Path, redis_url: str, receiver: HttpReceiver, daemons: list
+) -> None:
+    """SIGTERM while a processor call is in flight lets it finish, completes it, and exits 0."""
+    cfg = webhook_config(tmp_path, redis_url, receiver)
+    receiver.script([Reply(200, delay_s=1.0)], path="/a")
+    d = DaemonProcess(cfg).start()
+    daemons.append(d)
+    with api(cfg, redis_url) as r:
+        r.schedule("send_message-5-slow", when=When(in_=100))
+        receiver.wait_for(lambda reqs: len(reqs) >= 1, timeout_s=5)
+        d.signal(signal.SIGTERM)
+        assert d.wait_exit(20) == 0
+        assert r.get("send_message-5-slow") is None
+    assert d.find("reminder.fired")
+    assert len(receiver.requests_for("/a")) == 1
