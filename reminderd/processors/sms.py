@@ -84,7 +84,7 @@ class SmsProcessor:
         if self._opted_out(occ.payload, profile):
             log.info("reminder.skipped", reason="opted out")
             raise SkipOccurrence("opted out")
-        to = self._recipient(occ.payload, profile)
+        to = self._recipient(occ.user_id, occ.payload, profile)
         zone = user_zone([occ.payload.get(self._tz_field), profile.get("tz")], self._settings.timezone)
         values = {**message_values(occ, zone), "idempotency_key": occ.idempotency_key}
         body = self._template(occ.type).render(values)
@@ -117,18 +117,19 @@ class SmsProcessor:
             profile.get("opt_out")
         )
 
-    def _recipient(self, payload: Mapping[str, Any], profile: Mapping[str, str]) -> str:
+    def _recipient(self, user_id: str, payload: Mapping[str, Any], profile: Mapping[str, str]) -> str:
         """The E.164 number from the payload, else the lookup hash; permanent error otherwise."""
         field = self._settings.recipient.phone_field
         value: object = payload.get(field)
         source = f"payload.{field}"
+        missing = f"{source} is missing"
+        lookup = self._settings.recipient.lookup
+        if (value is None or value == "") and lookup is not None:
+            key = lookup.key.replace("{user_id}", user_id)
+            value, source = profile.get("phone"), f"{key} field {lookup.phone_field}"
+            missing += f" and {key} has no {lookup.phone_field}"
         if value is None or value == "":
-            lookup = self._settings.recipient.lookup
-            value, source = profile.get("phone"), f"lookup {lookup.key}" if lookup else source
-        if value is None or value == "":
-            raise PermanentError(
-                f"sms {self.name}: no phone number ({source} is missing)", code="missing_recipient"
-            )
+            raise PermanentError(f"sms {self.name}: no phone number ({missing})", code="missing_recipient")
         if not isinstance(value, str) or not E164.fullmatch(value):
             shown = mask_phone(value) if isinstance(value, str) else f"a {type(value).__name__}"
             raise PermanentError(
@@ -221,7 +222,7 @@ class _Generic:
         response = await _request(self._where, request)
         if response.status_code in self._settings.success_status:
             return self._message_id(response)
-        _fail(self._where, response, str(response.status_code), _excerpt(response.text, self._secrets))
+        _fail(self._where, response, None, _excerpt(response.text, self._secrets))
 
     def _message_id(self, response: httpx.Response) -> str:
         if self._regex is not None:
