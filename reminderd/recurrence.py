@@ -203,13 +203,19 @@ def _cron_after(cron: Cron, after_ms: int) -> int | None:
     it is skipped rather than fired a second time.
     """
     zone = aps.load_zone(cron.tz)
-    wall: datetime | None = datetime.fromtimestamp(after_ms // 1000, zone).replace(tzinfo=None, fold=0)
+    try:
+        wall = datetime.fromtimestamp(after_ms // 1000, zone).replace(tzinfo=None, fold=0)
+    except (OverflowError, ValueError, OSError):  # beyond what datetime can represent
+        return None
     for _ in range(_WALK_CAP):
-        assert wall is not None
-        wall = aps.cron_next_wall(cron.expr, wall)
-        if wall is None:
+        found = aps.cron_next_wall(cron.expr, wall)
+        if found is None:
             return None
-        due_ms = _wall_to_ms(wall, zone)
+        wall = found
+        try:
+            due_ms = _wall_to_ms(wall, zone)
+        except OverflowError:  # a last wall time of year 9999 that is in year 10000 in UTC
+            return None
         if due_ms > after_ms:
             return due_ms
     return None

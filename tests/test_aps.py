@@ -231,6 +231,7 @@ def test_no_match_after_the_end_of_time() -> None:
     """Past the last representable match the answer is None, not an exception."""
     assert cron_next_wall("0 0 1 1 *", datetime(9999, 6, 1)) is None
     assert cron_next_wall("* * * * *", datetime(9999, 12, 31, 23, 59, 30)) is None
+    assert cron_next_wall("* * * * *", datetime.max) is None
 
 
 # --- periodic jobs ---------------------------------------------------------------------
@@ -448,8 +449,12 @@ def test_interval_below_one_millisecond_is_refused(interval_ms: int) -> None:
         jobs.reschedule("tick", interval_ms)
 
 
-async def test_shutdown_before_start_is_a_no_op() -> None:
-    """Shutting down a scheduler that never started returns quietly."""
+async def test_shutdown_before_start_or_twice_is_a_no_op() -> None:
+    """Shutting down a scheduler that never started, or one already stopped, returns quietly."""
     jobs = PeriodicJobs()
+    await jobs.shutdown()
+    assert not jobs.running
+    jobs.start()
+    await jobs.shutdown()
     await jobs.shutdown()
     assert not jobs.running

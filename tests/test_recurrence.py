@@ -135,6 +135,9 @@ def test_cron_without_time_left_has_no_due_time() -> None:
     cron = Cron("0 0 1 1 *")
     late_ms = ms("9999-06-01T00:00:00Z")
     assert next_due_ms(cron, late_ms) is None
+    assert next_due_ms(cron, 10**18) is None
+    last_utc_ms = ms("9999-12-31T23:59:59.999Z")
+    assert next_due_ms(Cron("* * * * *", "America/New_York"), last_utc_ms - 1000) is None
     assert describe_next(cron, late_ms, 3) == []
     with pytest.raises(ScheduleError) as caught:
         first_due_ms(cron, late_ms)
