@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -40,15 +40,20 @@ class When:
     tz: str = "UTC"
 
 
+_ONE_MS = timedelta(milliseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ms(span: Span) -> int:
-    return int(span.total_seconds() * 1000) if isinstance(span, timedelta) else int(span)
+    """Whole milliseconds in integer arithmetic: float seconds would turn 1.001 s into 1000 ms."""
+    return span // _ONE_MS if isinstance(span, timedelta) else int(span)
 
 
 def _instant_ms(at: Instant) -> int:
     if isinstance(at, datetime):
         if at.tzinfo is None:
             raise ScheduleError("at must be timezone-aware (e.g. datetime.now(UTC))")
-        return int(at.timestamp() * 1000)
+        return (at - _EPOCH) // _ONE_MS
     return int(at)
 
 
