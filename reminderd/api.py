@@ -66,6 +66,8 @@ def resolve(when: When, now_ms: int) -> tuple[Schedule, int]:
         if _ms(when.in_) < 0:
             raise ScheduleError("in must not be negative")
         start = now_ms + _ms(when.in_)
+    if start is not None:
+        validate_schedule(Once(start))
     if when.cron is not None and when.every is not None:
         raise ScheduleError("give either every or cron, not both")
     schedule: Schedule
