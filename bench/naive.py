@@ -1,0 +1,94 @@
+"""The seed design: ``SET key 1 PXAT due`` and a subscriber on expired events.
+
+No index and no lock: an event that Redis emits late, or while nobody listens, is
+the only trace of a reminder. The subscriber's "work" is recording the fire.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from bench.model import Fire, read_fires
+from bench.system import Item, ProcessGroup, wait_file
+from bench.worker import mark_ready, worker_main
+
+CHANNEL = "__keyevent@0__:expired"
+CHUNK = 1000
+
+
+class NaiveSystem:
+    """One subscriber process; producers write plain expiring keys."""
+
+    name = "naive-sub"
+    patience_s = 15.0  # expired events do not come back; waiting longer changes nothing
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.group = ProcessGroup(self.name)
+        self.out = self.group.dir / "fires.tsv"
+        self.client = aioredis.Redis.from_url(url, decode_responses=True)
+
+    async def start(self, expect: int, *, wait_ready: bool = True) -> None:
+        """Spawn the subscriber; ready once it is subscribed."""
+        args = ["-m", "bench.naive", "--url", self.url, "--expect", str(expect), "--out", str(self.out)]
+        self.group.spawn(args, "naive.log")
+        if wait_ready and not await wait_file(self.out.with_suffix(".ready"), 20):
+            raise RuntimeError(f"naive subscriber did not start:\n{self.group.log_tail()}")
+
+    async def schedule(self, items: Sequence[Item]) -> None:
+        """Pipelined ``SET key 1 PXAT due``."""
+        for i in range(0, len(items), CHUNK):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, due in items[i : i + CHUNK]:
+                    pipe.set(key, "1", pxat=due)
+                await pipe.execute()
+
+    async def done(self) -> bool:
+        """The subscriber exits once it has seen every key."""
+        return self.group.all_exited()
+
+    async def stop(self) -> list[Fire]:
+        """SIGTERM (if still waiting) and read what it saw."""
+        await self.group.terminate()
+        return read_fires(self.out)
+
+    async def close(self) -> None:
+        """Stop anything still running, close the client and remove the temporary directory."""
+        await self.group.terminate()
+        await self.client.aclose()
+        shutil.rmtree(self.group.dir, ignore_errors=True)
+
+
+async def subscribe_loop(client: aioredis.Redis, expect: int, fires: list[Fire], out: Path) -> None:
+    """Record each expired event as a fire until ``expect`` distinct keys were seen."""
+    pubsub = client.pubsub()
+    await pubsub.subscribe(CHANNEL)
+    while (await pubsub.get_message(timeout=5.0)) is None:
+        pass  # the subscribe confirmation
+    mark_ready(out)
+    seen: set[str] = set()
+    try:
+        while len(seen) < expect:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if msg is not None:
+                fires.append((msg["data"], time.time() * 1000))
+                seen.add(msg["data"])
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def main() -> None:
+    """Worker entry point."""
+    import sys
+
+    out = Path(sys.argv[sys.argv.index("--out") + 1])
+    worker_main(lambda client, expect, fires: subscribe_loop(client, expect, fires, out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The floor: one sorted set scored by due time and a loop that pops what is due.
+
+``ZRANGEBYSCORE -inf now LIMIT 0 1000`` then ``ZREM`` of that batch, no per-item work;
+when nothing is due it sleeps until the earliest score (at most 100 ms). This is what a
+Python process costs before it does anything per reminder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from bench.model import Fire, read_fires
+from bench.system import Item, ProcessGroup, wait_file
+from bench.worker import mark_ready, worker_main
+
+INDEX = "poller:due"
+BATCH = 1000
+CHUNK = 1000
+MAX_SLEEP_S = 0.1
+
+
+class PollerSystem:
+    """One poller process over one sorted set."""
+
+    name = "bare-poller"
+    patience_s = 120.0
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.group = ProcessGroup(self.name)
+        self.out = self.group.dir / "fires.tsv"
+        self.client = aioredis.Redis.from_url(url, decode_responses=True)
+
+    async def start(self, expect: int, *, wait_ready: bool = True) -> None:
+        """Spawn the poller; ready once connected."""
+        args = ["-m", "bench.poller", "--url", self.url, "--expect", str(expect), "--out", str(self.out)]
+        self.group.spawn(args, "poller.log")
+        if wait_ready and not await wait_file(self.out.with_suffix(".ready"), 20):
+            raise RuntimeError(f"poller did not start:\n{self.group.log_tail()}")
+
+    async def schedule(self, items: Sequence[Item]) -> None:
+        """Pipelined ``ZADD`` in chunks."""
+        for i in range(0, len(items), CHUNK):
+            await self.client.zadd(INDEX, dict(items[i : i + CHUNK]))
+
+    async def done(self) -> bool:
+        """The poller exits once it has popped every item."""
+        return self.group.all_exited()
+
+    async def stop(self) -> list[Fire]:
+        """SIGTERM (if still running) and read what it popped."""
+        await self.group.terminate()
+        return read_fires(self.out)
+
+    async def close(self) -> None:
+        """Stop anything still running, close the client and remove the temporary directory."""
+        await self.group.terminate()
+        await self.client.aclose()
+        shutil.rmtree(self.group.dir, ignore_errors=True)
+
+
+async def poll_loop(client: aioredis.Redis, expect: int, fires: list[Fire], out: Path) -> None:
+    """Pop due members in batches until ``expect`` were popped."""
+    await client.ping()
+    mark_ready(out)
+    popped = 0
+    while popped < expect:
+        now = time.time() * 1000
+        batch: list[str] = await client.zrangebyscore(INDEX, "-inf", now, start=0, num=BATCH)  # type: ignore[assignment]
+        if batch:
+            popped += await client.zrem(INDEX, *batch)
+            at = time.time() * 1000
+            fires.extend((m, at) for m in batch)
+            continue
+        head: list[tuple[str, float]] = await client.zrange(INDEX, 0, 0, withscores=True)  # type: ignore[assignment]
+        delay_s = MAX_SLEEP_S if not head else (head[0][1] - time.time() * 1000) / 1000
+        await asyncio.sleep(min(MAX_SLEEP_S, max(0.0, delay_s)))
+
+
+def main() -> None:
+    """Worker entry point."""
+    import sys
+
+    out = Path(sys.argv[sys.argv.index("--out") + 1])
+    worker_main(lambda client, expect, fires: poll_loop(client, expect, fires, out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""What every benchmarked system provides, and the process plumbing they share."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from bench.model import Fire
+
+ROOT = Path(__file__).resolve().parents[1]
+Item = tuple[str, int]  # (trigger key, due epoch ms)
+
+
+class System(Protocol):
+    """One system under test, bound to one private redis-server."""
+
+    name: str
+    patience_s: float  # how long to wait for the last fire before counting the rest lost
+
+    async def start(self, expect: int, *, wait_ready: bool = True) -> None:
+        """Start its processes; ``expect`` is how many fires make it done."""
+
+    async def schedule(self, items: Sequence[Item]) -> None:
+        """Schedule reminders the way this system's producers would."""
+
+    async def done(self) -> bool:
+        """True once everything scheduled has fired (checked from outside, cheaply)."""
+
+    async def stop(self) -> list[Fire]:
+        """Stop its processes and collect every fire they recorded."""
+
+    async def close(self) -> None:
+        """Release clients and temporary files."""
+
+
+def now_ms() -> float:
+    """Wall clock in epoch milliseconds (the clock every fire is recorded with)."""
+    return time.time() * 1000
+
+
+class ProcessGroup:
+    """Child processes of one system with their logs in a private temporary directory."""
+
+    def __init__(self, name: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, args: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
+        """Start ``python <args>`` from the repository root, output to a log file."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        env.pop("REMINDERD_REDIS_URL", None)
+        with (self.dir / log_name).open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.procs.append(proc)
+        return proc
+
+    def all_exited(self) -> bool:
+        """True when every child has ended."""
+        return all(p.poll() is not None for p in self.procs)
+
+    def crashed(self) -> list[str]:
+        """Descriptions of children that ended with a non-zero code."""
+        return [f"pid {p.pid} exited {p.returncode}" for p in self.procs if p.poll() not in (None, 0)]
+
+    async def terminate(self, timeout_s: float = 40.0) -> None:
+        """SIGTERM every child, wait for each, SIGKILL what does not end in time."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for p in self.procs:
+            while p.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The end of every child log, for error notes."""
+        parts = []
+        for path in sorted(self.dir.glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"{path.name}:\n" + "\n".join(text))
+        return "\n".join(parts)
+
+
+async def used_memory(client: aioredis.Redis) -> int:
+    """``INFO memory`` used_memory in bytes."""
+    info = await client.info("memory")
+    return int(info["used_memory"])
+
+
+async def wait_file(path: Path, timeout_s: float) -> bool:
+    """Poll until ``path`` exists (a worker's ready marker)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        await asyncio.sleep(0.02)
+    return False
