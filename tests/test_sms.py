@@ -10,6 +10,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from structlog.testing import capture_logs
 
 from reminderd.config import load_config_text
@@ -211,7 +213,8 @@ async def test_opted_out_user_is_skipped_and_logged(
 ) -> None:
     """An opt-out flag in the payload or the lookup hash skips the send and logs reminder.skipped."""
     if profile:
-        await aredis.hset("user:42", mapping=profile)
+        for field, value in profile.items():
+            await aredis.hset("user:42", field, value)
     proc = make_proc(ctx, twilio.base_url, recipient={"lookup": {}})
     with capture_logs() as logs, pytest.raises(SkipOccurrence, match=r"^opted out$"):
         await proc(make_occ(payload=payload))
@@ -511,6 +514,15 @@ def test_valid_sms_config_loads_and_hides_the_token(monkeypatch: pytest.MonkeyPa
          "processors.sms.generic.url: expected an http:// or https:// URL, got 'ftp://x/{to}'"),
         ("generic: {url: 'http://x/', message_id_regex: 'id'}\ntemplates: {default: x}",
          "processors.sms.generic: generic: message_id_regex must have exactly one group (the message id)"),
+        (TWILIO.replace("Hi {payload.name}", "Hi {due_local:{tz}}"),
+         "processors.sms.templates.default: placeholder {due_local}: nested placeholders are not supported"),
+        ("generic: {url: 'http://x/', username: u}\ntemplates: {default: x}",
+         "processors.sms.generic: generic: give both 'username' and 'password' for basic auth, or neither"),
+        ("generic: {url: 'http://x/', message_id_path: a, message_id_regex: '(a)'}\ntemplates: {default: x}",
+         "processors.sms.generic: generic: give 'message_id_path' or 'message_id_regex', not both"),
+        ("generic: {url: 'http://x/', message_id_regex: '(a'}\ntemplates: {default: x}",
+         "processors.sms.generic: generic: message_id_regex: invalid regular expression: missing ), "
+         "unterminated subpattern at position 0"),
         ("generic: {url: 'http://x/', headers: {A: '{secret}'}}\ntemplates: {default: x}",
          "processors.sms.generic.headers.A: unknown placeholder {secret} (known: user_id, type, key, rule, "
          "occurrence, tz, due_local, due_utc, to, from, body, token, idempotency_key, payload.<field>)"),
@@ -533,3 +545,57 @@ async def test_placeholders_are_looked_up_never_evaluated(
     assert str(info.value) == "templates.default: missing field payload.__class__"
     with pytest.raises(ValueError, match=r"invalid placeholder \{user_id\[0\]\}"):
         sms_settings(twilio.base_url, templates={"default": "{user_id[0]}"})
+
+
+async def test_generic_gateway_form_body_with_basic_auth(ctx: ProcessorContext) -> None:
+    """Form encoding and basic auth work; without an id setting the message id is ``unknown``."""
+    with HttpReceiver(Reply(202)) as gateway:
+        generic = {"url": gateway.url("/sms"), "encoding": "form", "body": {"dst": "{to}", "msg": "{body}"},
+                   "username": "api", "password": "pw-9"}  # fmt: skip
+        settings = sms_settings("http://unused", twilio=None, generic=generic)
+        result = await SmsProcessor("sms", settings, ctx)(make_occ())
+        [req] = gateway.requests
+        assert settings.bucket == f"127.0.0.1:{gateway.port}"
+    assert result == {"message_id": "unknown", "to": "+4915*******78"}
+    assert req.headers["authorization"] == "Basic YXBpOnB3LTk="
+    assert req.body == b"dst=%2B4915112345678&msg=Hi+Ada%2C+your+daily+reminder+for+08%3A13"
+
+
+async def test_redis_outage_during_lookup_or_rate_limit_is_retryable(twilio: TwilioServer) -> None:
+    """When Redis is down, reading the lookup hash or the bucket is a retryable failure."""
+    down = aioredis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    async with httpx.AsyncClient() as http:
+        ctx = ProcessorContext(redis=down, http=http, names=Names("t"), log=structlog.get_logger())
+        lookup = make_proc(ctx, twilio.base_url, recipient={"lookup": {}})
+        with pytest.raises(RetryableError, match=r"^sms sms: reading user:42 failed: ConnectionError$"):
+            await lookup(make_occ())
+        limited = make_proc(ctx, twilio.base_url, rate_limit={"per_second": 1})
+        with pytest.raises(RetryableError, match=r"^sms sms: rate limit unavailable: ConnectionError$"):
+            await limited(make_occ())
+    await down.aclose()
+    assert twilio.requests == []
+
+
+async def test_non_scalar_template_field_is_permanent(twilio: TwilioServer, ctx: ProcessorContext) -> None:
+    """A payload object or list in a placeholder is refused rather than rendered as Python text."""
+    proc = make_proc(ctx, twilio.base_url, templates={"default": "Hi {payload.name}"})
+    with pytest.raises(PermanentError) as info:
+        await proc(make_occ(payload={"phone": PHONE, "name": {"first": "Ada"}}))
+    assert (str(info.value), info.value.code) == (
+        "templates.default: field payload.name is not a single value",
+        "template_field_invalid",
+    )
+
+
+def test_mask_pii_in_a_logging_chain_masks_exception_texts() -> None:
+    """Placed after format_exc_info, the processor masks numbers inside rendered tracebacks too."""
+    log = structlog.wrap_logger(
+        structlog.ReturnLogger(),
+        processors=[structlog.processors.format_exc_info, mask_pii, structlog.processors.JSONRenderer()],
+    )
+    try:
+        raise ValueError(f"bad recipient {PHONE}")
+    except ValueError:
+        line = log.error("sms.failed", to=PHONE, exc_info=True)
+    assert PHONE not in line
+    assert "bad recipient +4915*******78" in line

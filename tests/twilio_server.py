@@ -117,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
         state = self.server.state
         match = _PATH.match(self.path)
-        authorized = self._authorized(state) and bool(match) and match.group(1) == state.account_sid
+        authorized = self._authorized(state) and match is not None and match.group(1) == state.account_sid
         reply, sid = self._decide(state, match is not None, authorized, form)
         record = SmsRequest(
             self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
