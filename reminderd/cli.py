@@ -9,21 +9,20 @@ stderr, never a traceback, never a password.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from reminderd import __version__
-from reminderd.api import AsyncReminders, When
-from reminderd.clientctx import mask_url, open_client
-from reminderd.config import Settings, describe, load_config, resolve_path
+from reminderd.api import When
+from reminderd.aps import load_zone
+from reminderd.clientctx import Ctx, mask_url, with_client
+from reminderd.config import describe, load_config, resolve_path
 from reminderd.deadletters import DeadLetters
 from reminderd.durations import parse_duration_ms
 from reminderd.errors import InputError, NotFoundError, ReminderdError, ScheduleError
@@ -37,27 +36,6 @@ from reminderd.status import render as render_status
 from reminderd.status import to_json as status_json
 
 EXIT_REDIS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Ctx:
-    """What a command needs: its arguments, the settings and one Redis client."""
-
-    args: argparse.Namespace
-    settings: Settings
-    client: aioredis.Redis
-
-    @property
-    def api(self) -> AsyncReminders:
-        """The scheduling API over this client."""
-        return AsyncReminders(self.client, self.settings)
-
-    async def now_ms(self) -> int:
-        """Redis's clock."""
-        return await self.api.store.now_ms()
-
-
-Command = Callable[[Ctx], Awaitable[int]]
 
 
 def emit(data: Any) -> None:
@@ -100,6 +78,10 @@ def when_from_args(args: argparse.Namespace, now_ms: int) -> When:
     if args.tz is not None and args.cron is None and args.at is None:
         raise InputError("--tz applies only to --cron and --at")
     tz = args.tz or "UTC"
+    try:
+        load_zone(tz)
+    except ScheduleError as exc:
+        raise ScheduleError(f"--tz: {exc}") from exc
     return When(
         at=None if args.at is None else _at_ms(args.at, now_ms, tz, "--at"),
         in_=None if args.in_ is None else _span_ms(args.in_, "--in"),
@@ -376,19 +358,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 # -- entry point ------------------------------------------------------------------------
 
 
-def _with_client(command: Command) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        settings = load_config(args.config)
-
-        async def go() -> int:
-            async with open_client(settings) as client:
-                return await command(Ctx(args, settings, client))
-
-        return asyncio.run(go())
-
-    return run
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command and return its exit code (errors mapped here)."""
     parser = build_parser()
@@ -433,15 +402,15 @@ def _quiet_logs() -> None:
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": cmd_check_config,
-    "schedule": _with_client(cmd_schedule),
-    "reschedule": _with_client(cmd_reschedule),
-    "cancel": _with_client(cmd_cancel),
-    "show": _with_client(cmd_show),
-    "list": _with_client(cmd_list),
-    "status": _with_client(cmd_status),
-    "dead list": _with_client(cmd_dead_list),
-    "dead replay": _with_client(cmd_dead_replay),
-    "dead purge": _with_client(cmd_dead_purge),
+    "schedule": with_client(cmd_schedule),
+    "reschedule": with_client(cmd_reschedule),
+    "cancel": with_client(cmd_cancel),
+    "show": with_client(cmd_show),
+    "list": with_client(cmd_list),
+    "status": with_client(cmd_status),
+    "dead list": with_client(cmd_dead_list),
+    "dead replay": with_client(cmd_dead_replay),
+    "dead purge": with_client(cmd_dead_purge),
 }
 
 

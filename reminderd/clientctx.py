@@ -9,10 +9,13 @@ becomes ``RedisUnavailableError`` naming the URL with its password masked.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import errno
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +24,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from reminderd.api import AsyncReminders
+from reminderd.config import load_config
 from reminderd.config.model import Settings
 from reminderd.connection import REDIS_DOWN, make_client
 from reminderd.embedded import connect_or_start
@@ -84,3 +89,35 @@ async def open_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
             yield client
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise unreachable(url, exc) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """What a command needs: its arguments, the settings and one Redis client."""
+
+    args: argparse.Namespace
+    settings: Settings
+    client: aioredis.Redis
+    api: AsyncReminders
+
+    async def now_ms(self) -> int:
+        """Redis's clock."""
+        return await self.api.store.now_ms()
+
+
+Command = Callable[[Ctx], Awaitable[int]]
+
+
+def with_client(command: Command) -> Callable[[argparse.Namespace], int]:
+    """A synchronous command handler: load the config, open the client, run ``command``."""
+
+    def run(args: argparse.Namespace) -> int:
+        settings = load_config(args.config)
+
+        async def go() -> int:
+            async with open_client(settings) as client:
+                return await command(Ctx(args, settings, client, AsyncReminders(client, settings)))
+
+        return asyncio.run(go())
+
+    return run
