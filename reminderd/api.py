@@ -154,12 +154,21 @@ class AsyncReminders:
         if current is None:
             raise NotFoundError(f"no reminder {key!r}")
         new_payload = current.payload if payload is None else payload
-        req = await self._request(key, new_payload, when, current.misfire, False)
+        req = await self._request(key, new_payload, when, await self._own_misfire(key), False)
         await self.store.schedule(req)
         result = await self.get(key)
         if result is None:  # cancelled in between
             raise NotFoundError(f"no reminder {key!r}")
         return result
+
+    async def _own_misfire(self, key: str) -> Misfire | None:
+        """The reminder's own misfire policy; None when it follows its rule's default.
+
+        ``Reminder.misfire`` shows the default filled in, so passing it back would pin
+        ``fire_once`` on a reminder whose rule says otherwise.
+        """
+        raw: str | None = await self.store.redis.hget(self.store.names.record(key), "m")  # type: ignore[assignment]
+        return Misfire(raw) if raw else None
 
     async def cancel(self, key: str) -> bool:
         """Cancel a reminder; False if there was none."""
