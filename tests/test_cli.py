@@ -128,7 +128,7 @@ def test_schedule_show_list_cancel_round_trip(cli: Cli) -> None:
 
 
 def test_schedule_writes_trigger_key_record_and_index(cli: Cli, rds: redis.Redis) -> None:
-    """After schedule the trigger key expires in about the delay, the record and index agree; cancel removes all."""
+    """Schedule writes a trigger key expiring after the delay, record and index entry; cancel clears."""
     key = "send_message-42-welcome"
     assert cli("schedule", key, "--in", "10s", "--payload", '{"a": 1}').code == 0
     pttl_ms = int(rds.pttl(key))
@@ -265,7 +265,8 @@ BAD_INPUT = [
     ),
     (
         ["schedule", "send_message-1-x", "--in", "1s", "--payload", "{"],
-        "payload is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "payload is not valid JSON: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1)",
     ),
     (
         ["schedule", "send_message-1-x", "--in", "1s", "--payload", "[1]"],
@@ -336,7 +337,10 @@ BAD_INPUT = [
     (["schedule", "send_message-1-x", "--in", "1s", "--tz", "UTC"], "--tz applies only to --cron and --at"),
     (["reschedule", "send_message-1-x"], "give one of --in, --at, --every or --cron"),
     (["show", "nope-1"], "invalid key 'nope-1': matches no configured rule prefix"),
-    (["cancel", "send_message-1"], "invalid key 'send_message-1': expected <prefix>-<userId>-<type>, found no type"),
+    (
+        ["cancel", "send_message-1"],
+        "invalid key 'send_message-1': expected <prefix>-<userId>-<type>, found no type",
+    ),
     (["list", "--limit", "0"], "--limit must be at least 1"),
     (["list", "--rule", "nope"], "unknown rule 'nope' (configured: send_message, billing)"),
     (
@@ -413,7 +417,8 @@ def test_config_error_exits_2(cli: Cli, tmp_path: Path) -> None:
     res = cli("list", "-c", str(bad))
     assert res.code == 2
     assert res.err == (
-        f"reminderd: {bad}: daemon.sweep_intervall: unknown key (check the spelling; see config/reminderd.yaml)\n"
+        f"reminderd: {bad}: daemon.sweep_intervall: "
+        "unknown key (check the spelling; see config/reminderd.yaml)\n"
     )
     two = tmp_path / "two.yaml"
     two.write_text("daemon:\n  sweep_intervall: 1s\n  lease: soon\n")
@@ -461,7 +466,8 @@ def test_subprocess_redis_unreachable_has_no_traceback(cli: Cli) -> None:
     port = free_port()
     res = cli.sub("status", REMINDERD_REDIS_URL=f"redis://:pw@127.0.0.1:{port}/0")
     assert res.code == 3
-    assert res.err == f"reminderd: cannot reach Redis at redis://:***@127.0.0.1:{port}/0: Connection refused\n"
+    expected = f"reminderd: cannot reach Redis at redis://:***@127.0.0.1:{port}/0: Connection refused\n"
+    assert res.err == expected
 
 
 def test_subprocess_bad_input_and_version(cli: Cli) -> None:
