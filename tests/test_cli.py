@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -477,3 +479,23 @@ def test_subprocess_bad_input_and_version(cli: Cli) -> None:
     res = cli.sub("--version")
     assert res.code == 0
     assert res.out.startswith("reminderd ")
+
+
+def test_embedded_redis_started_for_the_command_persists(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With redis.url embedded and no daemon, a command runs its own server; the reminder persists."""
+    state = Path(tempfile.mkdtemp(prefix="rd-cli-"))
+    try:
+        config = tmp_path / "embedded.yaml"
+        config.write_text(CONFIG + f"redis:\n  url: embedded\n  embedded:\n    dir: {state}\n")
+        monkeypatch.delenv("REMINDERD_REDIS_URL", raising=False)
+        monkeypatch.setenv("REMINDERD_CONFIG", str(config))
+        cli = Cli(capsys, config, "embedded")
+        assert cli("schedule", "send_message-1-x", "--in", "1h").code == 0
+        assert not (state / "redis.sock").exists()  # stopped again after the command
+        shown = cli("show", "send_message-1-x", "--json").json()
+        assert isinstance(shown, dict)
+        assert shown["key"] == "send_message-1-x"
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
