@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -36,6 +37,7 @@ from reminderd.status import render as render_status
 from reminderd.status import to_json as status_json
 
 EXIT_REDIS = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def emit(data: Any) -> None:
@@ -377,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RedisError as exc:
         _error(f"Redis error: {exc}")
         return EXIT_REDIS
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     finally:
         structlog.configure(**previous)
 
@@ -394,7 +398,7 @@ def _quiet_logs() -> None:
             mask_secrets,
             structlog.dev.ConsoleRenderer(colors=False),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(40),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -499,3 +499,10 @@ def test_embedded_redis_started_for_the_command_persists(
         assert shown["key"] == "send_message-1-x"
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_run_with_missing_config_exits_2(cli: Cli, tmp_path: Path) -> None:
+    """reminderd run hands over to the daemon entry, which refuses a missing config with exit 2."""
+    res = cli.sub("run", "-c", str(tmp_path / "absent.yaml"))
+    assert res.code == 2
+    assert f"{tmp_path / 'absent.yaml'}: config file not found" in res.out + res.err
