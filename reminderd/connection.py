@@ -42,8 +42,16 @@ def client_kwargs(settings: RedisSettings, *, subscriber: bool = False) -> dict[
 
 
 def make_client(settings: RedisSettings, url: str, *, subscriber: bool = False) -> aioredis.Redis:
-    """A client for ``url`` (already resolved from ``embedded``); no I/O happens here."""
-    return aioredis.Redis.from_url(url, **client_kwargs(settings, subscriber=subscriber))
+    """A client for ``url`` (already resolved from ``embedded``); no I/O happens here.
+
+    The storage pool blocks (up to the socket timeout) when all connections are busy
+    instead of failing: a burst of concurrent processors must queue, not error.
+    """
+    kwargs = client_kwargs(settings, subscriber=subscriber)
+    if subscriber:
+        return aioredis.Redis.from_url(url, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(url, timeout=settings.socket_timeout_ms / 1000, **kwargs)
+    return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
 
 
 def db_of(client: aioredis.Redis) -> int:

@@ -149,12 +149,14 @@ class Daemon:
         self._parts = (store, dispatcher, sweeper, maint, listener)
         jobs = PeriodicJobs()
         async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(listener.run(), name="listener"),
+            # Work that must go on while draining: completions and lease renewal.
+            keep = [
                 tg.create_task(completer.run(), name="completer"),
+                tg.create_task(self._renew_leases(store, dispatcher), name="renew"),
             ]
+            intake = [tg.create_task(listener.run(), name="listener")]
             await self._startup(storage, listener, maint)
-            tasks += [
+            intake += [
                 tg.create_task(sweeper.run_timer(), name="timer"),
                 tg.create_task(sweeper.run_events(), name="events"),
                 tg.create_task(self._watchdog(), name="watchdog"),
@@ -164,12 +166,13 @@ class Daemon:
             await self._until_stopped(dispatcher)
             self.notifier.stopping("draining")
             log.info("daemon.stopping", in_flight=len(dispatcher.in_flight))
-            for task in tasks[2:] + tasks[:1]:
+            for task in intake:
                 task.cancel()
             await jobs.shutdown(drain_ms=2000)
             left = await dispatcher.drain(self.settings.daemon.drain_timeout_ms / 1000)
             await completer.flush()
-            tasks[1].cancel()
+            for task in keep:
+                task.cancel()
         await _quietly(retire(storage, self.names, self.me))
         log.info("daemon.stopped", unfinished=left, fired=dispatcher.fired_total)
         return 0
@@ -245,13 +248,19 @@ class Daemon:
             if await maint.server_changed():
                 self._on_new_connection(storage, sweeper)
 
-        async def renew() -> None:
-            if dispatcher.in_flight:
-                await store.renew(self.me.instance, dispatcher.leases(), d.lease_ms)
-
         jobs.add("heartbeat", heartbeat, d.heartbeat_interval_ms, run_now=True)
         jobs.add("adoption", maint.adopt_scan, d.adoption_interval_ms)
-        jobs.add("renew", renew, max(100, d.lease_ms // 3))
+
+    async def _renew_leases(self, store: Store, dispatcher: Dispatcher) -> None:
+        """Keep the leases of long-running occurrences (from start-up on, not only once live)."""
+        while True:
+            lease_ms = self.settings.daemon.lease_ms
+            await asyncio.sleep(max(0.1, lease_ms / 3000))
+            if dispatcher.in_flight:
+                try:
+                    await store.renew(self.me.instance, dispatcher.leases(), lease_ms)
+                except RedisError as exc:
+                    log.warning("redis.renew_failed", error=str(exc))
 
     async def _watchdog(self) -> None:
         interval_s = self.notifier.watchdog_interval_s() or 1.0

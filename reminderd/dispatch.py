@@ -78,17 +78,20 @@ class Dispatcher:
         """How many more occurrences may be claimed now without waiting."""
         return max(0, self.runtime.settings.daemon.concurrency - len(self.in_flight))
 
-    def submit(self, claims: list[Claim], source: str) -> None:
-        """Start processing claimed occurrences (never blocks)."""
+    def submit(self, claims: list[Claim], source: str) -> int:
+        """Start processing claimed occurrences (never blocks); how many were new."""
+        new = 0
         for claim in claims:
             ident = (claim.member, claim.occurrence)
             if ident in self.in_flight:
-                continue
+                continue  # our own lease lapsed and we re-claimed it: already running
+            new += 1
             self.in_flight[ident] = _Flight(claim)
             task = asyncio.create_task(self._guarded(claim, source), name=f"occ:{claim.member}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self.metrics.set_in_flight(len(self.in_flight))
+        return new
 
     async def drain(self, timeout_s: float) -> int:
         """Wait for in-flight work up to ``timeout_s``; how many were left unfinished."""

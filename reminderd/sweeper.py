@@ -67,8 +67,7 @@ class Sweeper:
                 self.instance, limit=limit, lease_ms=self._daemon.lease_ms
             )
             self._observe_clock(now)
-            self.dispatcher.submit(claims, source)
-            total += len(claims)
+            total += self.dispatcher.submit(claims, source)
             if len(claims) < limit:
                 break
         self.last_sweep_ms = self.redis_now_ms()

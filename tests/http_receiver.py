@@ -75,6 +75,7 @@ class Request:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # bursts of hundreds of concurrent connections must not be reset
     receiver: HttpReceiver
 
 

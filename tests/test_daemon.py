@@ -29,12 +29,12 @@ def webhook_config(tmp_path: Path, url: str, receiver: HttpReceiver, **extra: ob
         tmp_path / "cfg.yaml",
         url,
         processors={
-            "a": {"type": "webhook", "url": receiver.url("/a"), "timeout": "2s"},
-            "b": {"type": "webhook", "url": receiver.url("/b"), "timeout": "2s"},
+            "a": {"type": "webhook", "url": receiver.url("/a"), "timeout": "10s"},
+            "b": {"type": "webhook", "url": receiver.url("/b"), "timeout": "10s"},
         },
         rules={"send_message": {"processors": ["a", "b"]}},
         retry={"max_attempts": 3, "backoff": "200ms", "backoff_max": "1s"},
-        **extra,
+        **{"daemon": {"concurrency": 64}, **extra},
     )
 
 

@@ -16,6 +16,8 @@ local attempts = redis.call('HINCRBY', rec, 'a', 1)
 if ARGV[7] ~= '' then redis.call('HSET', rec, 'f', ARGV[7]) end
 local aux = string.find(m, '\031', 1, true) ~= nil
 if ARGV[5] ~= '' then
+  local cur = redis.call('HMGET', rec, 'd', 'n')
+  if not cur[2] then redis.call('HSET', rec, 'n', cur[1]) end  -- keep the nominal due time
   redis.call('HSET', rec, 'd', ARGV[5], 'e', ARGV[6])
   redis.call('ZADD', KEYS[1], ARGV[5], m)
   redis.call('HINCRBY', ns .. ':stats', 'retried', 1)
