@@ -237,6 +237,20 @@ async def test_claim_due_takes_only_due_entries_up_to_limit(store: Store, r: aio
     assert await r.exists("send_message-9-future")
 
 
+async def test_claim_waits_for_redis_time(store: Store, r: aioredis.Redis) -> None:
+    """An entry due a moment from now is not claimed early, and is claimed once Redis TIME passes it."""
+    due = await redis_now(r) + 300
+    await store.schedule(req(KEY, due))
+    redis_ms, early = await store.claim_due("A", limit=10, lease_ms=60_000)
+    assert redis_ms < due
+    assert early == []
+    assert (await store.claim_keys("A", [KEY], lease_ms=60_000, adopt_raw=True))[1] == []
+    await wait_past(r, due)
+    redis_ms, claims = await store.claim_due("A", limit=10, lease_ms=60_000)
+    assert [c.key for c in claims] == [KEY]
+    assert claims[0].now_ms == redis_ms >= due
+
+
 async def test_claim_returns_record_and_moves_score_to_lease(store: Store, r: aioredis.Redis) -> None:
     """A claim deletes the trigger key, scores the entry at now + lease and returns the record."""
     now = await redis_now(r)
