@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from reminderd.completer import Completer
 from reminderd.config.model import RuleSettings, Settings
-from reminderd.errors import PermanentError, RetryableError, SkipOccurrence
+from reminderd.errors import Deferred, PermanentError, RetryableError, SkipOccurrence
 from reminderd.metrics import Metrics
 from reminderd.models import Misfire, Occurrence
 from reminderd.processors.base import Processor
@@ -51,6 +51,7 @@ class Outcome:
     permanent: bool = False
     skipped: bool = False
     retry_after_s: float | None = None
+    deferred: bool = False
 
 
 @dataclass(slots=True)
@@ -183,7 +184,8 @@ class Dispatcher:
         if rule.quiet_hours is None or claim.attempts > 0:
             return False
         zone = quiet_zone(occ.payload, rule.quiet_hours)
-        until = defer_until_ms(claim.due_at_ms, rule.quiet_hours, zone)
+        # A catch-up after downtime is judged by when it would go out, not when it was due.
+        until = defer_until_ms(max(claim.due_at_ms, claim.now_ms), rule.quiet_hours, zone)
         if until is None:
             return False
         await self.store.defer(self.instance, claim, until)
@@ -205,6 +207,18 @@ class Dispatcher:
                 self.on_rearm(next_due)
             self._fired(claim, occ, outcomes, source)
             return
+        if all(o.deferred for o in failed):
+            until = self._now_ms(claim) + int(max(o.retry_after_s or 0 for o in failed) * 1000)
+            await self.store.defer(self.instance, claim, until)
+            log.info(
+                "reminder.deferred",
+                key=occ.key,
+                occurrence=occ.occurrence,
+                until_ms=until,
+                reason="rate_limit",
+                processors=[o.name for o in failed],
+            )
+            return
         done = [*claim.done, *(o.name for o in outcomes if o.ok)]
         await self._failed(claim, occ, rule, next_due, done, failed)
 
@@ -218,6 +232,8 @@ class Dispatcher:
             outcome = Outcome(name, True, skipped=True, error=str(exc))
         except PermanentError as exc:
             outcome = Outcome(name, False, error=_describe(exc), permanent=True)
+        except Deferred as exc:
+            outcome = Outcome(name, False, error=str(exc), retry_after_s=exc.retry_after_s, deferred=True)
         except RetryableError as exc:
             outcome = Outcome(name, False, error=_describe(exc), retry_after_s=exc.retry_after_s)
         except TimeoutError:

@@ -10,6 +10,7 @@ ReminderdError
 ├── RedisUnavailableError  Redis cannot be reached; exit code 3
 └── ProcessorError         raised by processors; the type decides what happens next
     ├── RetryableError     transient: retried with backoff (``retry_after_s`` is honoured)
+    │   └── Deferred       not a failure: try again at ``retry_after_s`` without using an attempt
     ├── PermanentError     never retried: the occurrence is dead-lettered at once
     └── SkipOccurrence     deliberate no-op (opt-out): counted as done, logged as skipped
 
@@ -73,6 +74,15 @@ class RetryableError(ProcessorError):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class Deferred(RetryableError):
+    """Not now, and not a failure (a shared rate limit is saturated): the occurrence is
+    moved to ``retry_after_s`` from now without counting an attempt, so a burst larger than
+    the provider's rate is sent at that rate instead of being dead-lettered."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class PermanentError(ProcessorError):

@@ -80,6 +80,7 @@ def _shared_processors(extra: Sequence[Processor]) -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,  # render tracebacks before masking, so they are masked too
         *extra,
         mask_secrets,
     ]
@@ -88,7 +89,7 @@ def _shared_processors(extra: Sequence[Processor]) -> list[Processor]:
 def _renderer(fmt: Format, stream: TextIO) -> list[Processor]:
     """The final processors: JSON lines, or the console renderer on a terminal."""
     if fmt == "json" or (fmt == "auto" and not stream.isatty()):
-        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(serializer=_dumps)]
+        return [structlog.processors.JSONRenderer(serializer=_dumps)]
     # plain tracebacks: the rich formatter would print local variables, secrets included
     return [
         structlog.dev.ConsoleRenderer(

@@ -19,7 +19,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from reminderd.errors import RetryableError
+from reminderd.errors import Deferred
 from reminderd.keys import Names
 
 _TAKE = """
@@ -70,13 +70,13 @@ class TokenBucket:
         return int(await self._script(keys=[self._names.rate(bucket)], args=args))
 
     async def take(self, bucket: str, rate_per_s: float, burst: int, *, max_wait_ms: int) -> int:
-        """Wait for a token in this coroutine only; ``RetryableError`` when the queue is too long.
+        """Wait for a token in this coroutine only; ``Deferred`` when the queue is too long.
 
         Returns the ms waited. Other coroutines keep running while this one sleeps.
         """
         wait_ms = await self.acquire(bucket, rate_per_s, burst, max_wait_ms=max_wait_ms)
         if wait_ms > max_wait_ms:
-            raise RetryableError(
+            raise Deferred(
                 f"rate limit {bucket!r}: next free slot in {wait_ms} ms", retry_after_s=wait_ms / 1000
             )
         if wait_ms:
