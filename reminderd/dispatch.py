@@ -252,8 +252,8 @@ class Dispatcher:
     def _fired(self, claim: Claim, occ: Occurrence, outcomes: list[Outcome], source: str) -> None:
         lateness = claim.now_ms - claim.due_at_ms
         self.metrics.observe_lateness(occ.rule, lateness)
-        if source != "event":
-            self.metrics.recovered(occ.rule)
+        if source == "startup" or lateness > self.runtime.settings.daemon.sweep_interval_ms:
+            self.metrics.recovered(occ.rule)  # delivered by the safety net, not on time
         self.fired_total += 1
         details: dict[str, Any] = {}
         for o in outcomes:
