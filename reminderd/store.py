@@ -7,21 +7,38 @@ scripts use Redis ``TIME``, never the host clock.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from reminderd.errors import PayloadError
 from reminderd.keys import Names
-from reminderd.models import Misfire, Reminder
-from reminderd.schedules import Once, Schedule, schedule_from_json, schedule_to_json
+from reminderd.models import Reminder
+from reminderd.records import (
+    AUX_SEP,
+    Claim,
+    Completion,
+    ScheduleRequest,
+    decode_payload,
+    encode_payload,
+    key_of,
+    parse_claims,
+    reminder_from_fields,
+)
+from reminderd.schedules import Once, schedule_to_json
 
-AUX_SEP = "\x1f"  # separates a trigger key from an auxiliary record tag in index members
+__all__ = [
+    "AUX_SEP",
+    "Claim",
+    "Completion",
+    "ScheduleRequest",
+    "Store",
+    "decode_payload",
+    "encode_payload",
+    "key_of",
+]
+
 SCRIPT_NAMES = (
     "schedule",
     "claim",
@@ -34,81 +51,6 @@ SCRIPT_NAMES = (
     "adopt",
     "repair",
 )
-
-
-def key_of(member: str) -> str:
-    """The trigger key an index member belongs to."""
-    return member.split(AUX_SEP, 1)[0]
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleRequest:
-    """One reminder to write: what ``schedule`` and ``schedule_many`` take."""
-
-    key: str
-    due_at_ms: int
-    schedule: Schedule
-    payload_json: str = ""
-    misfire: Misfire | None = None
-    only_if_absent: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A claimed occurrence: the lock is ours until ``now_ms + lease``."""
-
-    member: str
-    due_at_ms: int
-    nominal_due_ms: int
-    occurrence: int
-    attempts: int
-    payload_json: str
-    schedule: Schedule
-    misfire: Misfire | None
-    done: tuple[str, ...]
-    raw: bool
-    now_ms: int
-
-    @property
-    def key(self) -> str:
-        """The trigger key."""
-        return key_of(self.member)
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """One finished occurrence for ``complete_many``: ``next_due_ms`` None means done."""
-
-    member: str
-    occurrence: int
-    next_due_ms: int | None
-
-
-def encode_payload(payload: Any, max_bytes: int) -> str:
-    """Validate and encode a payload: a JSON object within the size limit."""
-    if isinstance(payload, str | bytes):
-        try:
-            payload = json.loads(payload)
-        except ValueError as exc:
-            raise PayloadError(f"payload is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise PayloadError(f"payload must be a JSON object, got {type(payload).__name__}")
-    try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
-    size = len(text.encode())
-    if size > max_bytes:
-        raise PayloadError(f"payload is {size} bytes, above the limit of {max_bytes} bytes")
-    return "" if text == "{}" else text
-
-
-def decode_payload(text: str) -> dict[str, Any]:
-    """Inverse of ``encode_payload``; a corrupt value becomes an empty payload marker."""
-    if not text:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {"_value": value}
 
 
 class Store:
@@ -254,7 +196,7 @@ class Store:
     async def claim_due(self, instance: str, *, limit: int, lease_ms: int) -> tuple[int, list[Claim]]:
         """Claim up to ``limit`` due occurrences from the index; (redis now, claims)."""
         args: list[str | int] = ["due", limit, lease_ms, instance, self.names.namespace, "0"]
-        return _parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
+        return parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
 
     async def claim_keys(
         self, instance: str, members: Sequence[str], *, lease_ms: int, adopt_raw: bool
@@ -269,7 +211,7 @@ class Store:
             "1" if adopt_raw else "0",
             *members,
         ]
-        return _parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
+        return parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
 
     async def complete_many(self, instance: str, items: Sequence[Completion], *, stat: str = "fired") -> int:
         """Apply completions in one script call; returns how many were still ours."""
@@ -341,49 +283,3 @@ class Store:
         return int(
             await self._scripts["repair"](keys=[self.names.due], args=[self.names.namespace, *members])
         )
-
-
-def _parse_claims(res: list[Any]) -> tuple[int, list[Claim]]:
-    now = int(res[0])
-    claims = []
-    for i in range(1, len(res), 10):
-        m, d, o, a, p, s, n, mis, f, r = res[i : i + 10]
-        due = int(d)
-        claims.append(
-            Claim(
-                member=m,
-                due_at_ms=due,
-                nominal_due_ms=int(n) if n else due,
-                occurrence=int(o),
-                attempts=int(a) if a else 0,
-                payload_json=p,
-                schedule=_schedule(s, n or d),
-                misfire=Misfire(mis) if mis else None,
-                done=tuple(x for x in f.split(",") if x),
-                raw=r == "1",
-                now_ms=now,
-            )
-        )
-    return now, claims
-
-
-def _schedule(text: str, nominal: str) -> Schedule:
-    return schedule_from_json(text) if text else Once(int(nominal))
-
-
-def reminder_from_fields(member: str, fields: dict[str, str]) -> Reminder:
-    """Build a ``Reminder`` from a record hash (rule/user/type parsed by the caller)."""
-    due = int(fields["d"])
-    return Reminder(
-        key=key_of(member),
-        rule="",
-        user_id="",
-        type="",
-        payload=decode_payload(fields.get("p", "")),
-        schedule=_schedule(fields.get("s", ""), fields.get("n", fields["d"])),
-        due_at_ms=due,
-        occurrence=int(fields.get("o", 1)),
-        attempt=int(fields.get("a", 0)),
-        misfire=Misfire(fields["m"]) if fields.get("m") else Misfire.FIRE_ONCE,
-        done=tuple(x for x in fields.get("f", "").split(",") if x),
-    )
