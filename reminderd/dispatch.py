@@ -166,7 +166,7 @@ class Dispatcher:
             return
         if await self._maybe_defer(claim, occ, rule):
             return
-        await self._run(claim, occ, rule, next_due, source)
+        await self._run(rt, claim, occ, rule, next_due, source)
 
     def _decide(self, claim: Claim, rule: RuleSettings) -> tuple[bool, int | None]:
         """Misfire policy: only a first attempt at its undeferred due time can be 'missed'."""
@@ -195,11 +195,17 @@ class Dispatcher:
         return True
 
     async def _run(
-        self, claim: Claim, occ: Occurrence, rule: RuleSettings, next_due: int | None, source: str
+        self,
+        rt: Runtime,
+        claim: Claim,
+        occ: Occurrence,
+        rule: RuleSettings,
+        next_due: int | None,
+        source: str,
     ) -> None:
         pending = [p for p in rule.processors if p not in claim.done]
         multi = len(pending) > 1
-        outcomes = await asyncio.gather(*(self._call(claim, occ, name, multi) for name in pending))
+        outcomes = await asyncio.gather(*(self._call(rt, claim, occ, name, multi) for name in pending))
         failed = [o for o in outcomes if not o.ok]
         if not failed:
             await self.completer.complete(Completion(claim.member, claim.occurrence, next_due))
@@ -222,8 +228,7 @@ class Dispatcher:
         done = [*claim.done, *(o.name for o in outcomes if o.ok)]
         await self._failed(claim, occ, rule, next_due, done, failed)
 
-    async def _call(self, claim: Claim, occ: Occurrence, name: str, mark: bool) -> Outcome:
-        rt = self.runtime
+    async def _call(self, rt: Runtime, claim: Claim, occ: Occurrence, name: str, mark: bool) -> Outcome:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(rt.timeouts_s[name]):
@@ -283,7 +288,8 @@ class Dispatcher:
         done: list[str],
         failed: list[Outcome],
     ) -> None:
-        policy = self.runtime.settings.rules[occ.rule].retry or self.runtime.settings.retry
+        settings = self.runtime.settings
+        policy = (settings.rules[occ.rule].retry if occ.rule in settings.rules else None) or settings.retry
         attempts = claim.attempts + 1
         error = "; ".join(f"{o.name}: {o.error}" for o in failed)
         permanent = any(o.permanent for o in failed)
