@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import time
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
@@ -326,7 +327,7 @@ def run_daemon(config: str | None) -> int:
     try:
         settings = load_config(config)
     except ConfigError as exc:
-        print(f"reminderd: {exc}", flush=True)
+        print(f"reminderd: {exc}", file=sys.stderr, flush=True)
         return 2
     configure_logging(settings.logging.level, settings.logging.format, [mask_pii])
     path = Path(config) if config else None
