@@ -18,11 +18,12 @@ from redis.exceptions import RedisError
 
 from reminderd.completer import Completer
 from reminderd.config.model import RuleSettings, Settings
+from reminderd.config.sms import SmsSettings
 from reminderd.errors import Deferred, PermanentError, RetryableError, SkipOccurrence
 from reminderd.metrics import Metrics
 from reminderd.models import Misfire, Occurrence
 from reminderd.processors.base import Processor
-from reminderd.quiet import defer_until_ms, quiet_zone
+from reminderd.quiet import defer_until_ms, quiet_zone, zone_named
 from reminderd.recurrence import after_misfire, next_due_ms
 from reminderd.retry import backoff_ms
 from reminderd.store import Claim, Completion, Store, decode_payload
@@ -183,7 +184,7 @@ class Dispatcher:
     async def _maybe_defer(self, claim: Claim, occ: Occurrence, rule: RuleSettings) -> bool:
         if rule.quiet_hours is None or claim.attempts > 0:
             return False
-        zone = quiet_zone(occ.payload, rule.quiet_hours)
+        zone = quiet_zone(occ.payload, rule.quiet_hours, await self._lookup_zone(occ, rule))
         # A catch-up after downtime is judged by when it would go out, not when it was due.
         until = defer_until_ms(max(claim.due_at_ms, claim.now_ms), rule.quiet_hours, zone)
         if until is None:
@@ -193,6 +194,26 @@ class Dispatcher:
             "reminder.deferred", key=occ.key, occurrence=occ.occurrence, until_ms=until, reason="quiet_hours"
         )
         return True
+
+    async def _lookup_zone(self, occ: Occurrence, rule: RuleSettings) -> dict[str, str] | None:
+        """The user's zone from the lookup hash of the rule's SMS processor, as ``quiet_zone`` reads it.
+
+        A raw ``SET`` key has no payload, so its user's zone lives only in that hash. Read
+        only when the payload names no valid zone; a Redis error lets the lease lapse (retry).
+        """
+        window = rule.quiet_hours
+        if window is None or zone_named(occ.payload.get(window.tz_field)) is not None:
+            return None
+        for name in rule.processors:
+            settings = self.runtime.settings.processors.get(name)
+            lookup = settings.recipient.lookup if isinstance(settings, SmsSettings) else None
+            if lookup is None or lookup.tz_field is None:
+                continue
+            key = lookup.key.replace("{user_id}", occ.user_id)
+            value = await self.store.redis.hget(key, lookup.tz_field)
+            if value:
+                return {window.tz_field: value.decode() if isinstance(value, bytes) else str(value)}
+        return None
 
     async def _run(
         self,
