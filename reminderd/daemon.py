@@ -47,6 +47,7 @@ from reminderd.store import Store
 from reminderd.sweeper import Sweeper
 
 log = structlog.get_logger("reminderd.daemon")
+RESTART_ONLY = ("redis", "namespace", "metrics")  # settings a reload keeps as they were at start
 
 
 def build_runtime(settings: Settings, ctx: ProcessorContext) -> Runtime:
@@ -122,10 +123,12 @@ class Daemon:
                 return True
             except (RedisError, OSError) as exc:
                 log.warning("redis.unavailable", error=str(exc), retry_in_s=delay_s)
+                self.notifier.status(f"waiting for Redis: {exc}")  # why the unit is not active yet
                 try:
                     await asyncio.wait_for(self.stop.wait(), delay_s)
                 except TimeoutError:
                     delay_s = min(delay_s * 2, 10.0)
+        self.notifier.stopping("stopped before Redis answered")
         return False
 
     async def _serve(
@@ -290,13 +293,12 @@ class Daemon:
             log.error("config.reload_failed", error=str(exc), note="keeping the running configuration")
             self.notifier.ready("reload failed; old configuration kept")
             return
-        for part in ("redis", "namespace"):
-            if getattr(new, part) != getattr(self.settings, part):
+        kept = {part: getattr(self.settings, part) for part in RESTART_ONLY}
+        for part, value in kept.items():
+            if getattr(new, part) != value:
                 log.warning("config.reload_partial", setting=part, note="takes effect after a restart")
         old = dispatcher.runtime
-        self.settings = new.model_copy(
-            update={"redis": self.settings.redis, "namespace": self.settings.namespace}
-        )
+        self.settings = new.model_copy(update=kept)
         dispatcher.runtime = Runtime(self.settings, runtime.processors, runtime.timeouts_s)
         configure_logging(new.logging.level, new.logging.format, [mask_pii])
         log.info("config.reloaded", rules=list(new.rules), processors=list(new.processors))
