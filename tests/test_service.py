@@ -336,6 +336,45 @@ def test_sighup_reload_keeps_old_config_when_invalid_and_applies_a_valid_one(
     api.close()
 
 
+def test_reload_of_restart_only_settings_warns_at_each_reload(
+    tmp_path: Path,
+    redis_url: str,
+    receiver: HttpReceiver,
+    notify: NotifySocket,
+    services: list[ServiceProcess],
+) -> None:
+    """Changed metrics settings are kept as started and config.reload_partial says so at every reload."""
+    cfg = service_config(tmp_path / "cfg.yaml", redis_url, receiver, ["a"])
+    proc = service(cfg, notify, services).start()
+    service_config(cfg, redis_url, receiver, ["b"], metrics={"enabled": True, "port": free_port()})
+    for count in (1, 2):
+        proc.signal(signal.SIGHUP)
+        proc.wait_for("config.reloaded", count=count)
+    partial = proc.find("config.reload_partial")
+    assert [(e["setting"], e["note"]) for e in partial] == [("metrics", "takes effect after a restart")] * 2
+    assert not proc.find("metrics.listening")
+
+
+def test_waiting_for_redis_is_shown_and_sigterm_stops(
+    tmp_path: Path, receiver: HttpReceiver, notify: NotifySocket, services: list[ServiceProcess]
+) -> None:
+    """While Redis does not answer, STATUS says so and READY never comes; SIGTERM then sends STOPPING=1."""
+    port = free_port()
+    cfg = service_config(tmp_path / "cfg.yaml", f"redis://127.0.0.1:{port}/0", receiver, ["a"])
+    proc = service(cfg, notify, services).start(wait_ready=False)
+    waiting = notify.wait_for(
+        lambda ms: any((m.field("STATUS") or "").startswith("waiting for Redis: ") for m in ms),
+        what="STATUS=waiting for Redis",
+    )
+    status = waiting[0].field("STATUS") or ""
+    assert status.startswith(f"waiting for Redis: Error 111 connecting to 127.0.0.1:{port}."), status
+    proc.signal(signal.SIGTERM)
+    assert proc.wait_exit(20) == 0
+    stopping = notify.wait_line("STOPPING=1")
+    assert stopping[0].lines == ("STOPPING=1", "STATUS=stopped before Redis answered")
+    assert not notify.with_line("READY=1")
+
+
 def test_sigterm_sends_stopping_and_exits_0(
     tmp_path: Path,
     redis_url: str,
