@@ -8,6 +8,7 @@ subprocesses that find the same server through the same config file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -104,7 +105,15 @@ def daemons() -> Iterator[list[WorkdirDaemon]]:
     started: list[WorkdirDaemon] = []
     yield started
     for proc in started:
-        proc.close()
+        servers = [int(e["pid"]) for e in proc.find("redis.embedded.started")]
+        try:
+            proc.stop(30)  # a clean stop also stops the server it started
+        finally:
+            proc.close()
+        for pid in servers:  # a failed test may have left one behind: it runs in its own session
+            with contextlib.suppress(OSError):
+                if str(proc.work) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def cli(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
