@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+import yaml
 
 from reminderd.api import Reminders, When
 from reminderd.config import load_config
@@ -424,19 +425,75 @@ def test_two_daemons_share_one_rate_limit(
     measured = (count - 1) / span_s
     print(f"rate: {count} messages in {span_s:.3f} s = {measured:.2f}/s (limit {rate_per_s}/s)")
     assert abs(measured - rate_per_s) <= 0.1 * rate_per_s, measured
-    assert max(_per_second(sent).values()) <= rate_per_s * 1.1
+    # Tokens are spaced on Redis's clock; a sender's wake-up can be late by tens of ms, so
+    # any one-second window at the server may hold burst + rate x (1 s + 150 ms of jitter).
+    busiest = _busiest_window(sent, 1.0)
+    print(f"busiest 1 s window: {busiest} messages")
+    assert busiest <= 1 + rate_per_s * 1.15, busiest
     wait_until(lambda: len(one.find("sms.sent")) + len(two.find("sms.sent")) == count, 10, "sms.sent x101")
     assert one.find("sms.sent"), "daemon one sent none"
     assert two.find("sms.sent"), "daemon two sent none"
+    deferred = one.find("reminder.deferred") + two.find("reminder.deferred")
+    assert deferred, "a queue longer than max_wait must be deferred"
+    assert {e["reason"] for e in deferred} == {"rate_limit"}
+    assert one.find("reminder.failed") + two.find("reminder.failed") == []
     with api(cfg, redis_url) as r:
         assert r.list() == []
     assert dead_letters(cfg) == []
 
 
-def _per_second(sent: list[SmsRequest]) -> Counter[int]:
-    """Messages per whole second since the first one."""
-    first = sent[0].arrived_mono_s
-    return Counter(int(req.arrived_mono_s - first) for req in sent)
+def _busiest_window(sent: list[SmsRequest], window_s: float) -> int:
+    """The most requests that arrived within any ``window_s`` (``sent`` sorted by arrival)."""
+    busiest, first = 0, 0
+    for last, req in enumerate(sent):
+        while req.arrived_mono_s - sent[first].arrived_mono_s >= window_s:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
+def docs_example() -> dict[str, Any]:
+    """The first YAML block of ``docs/sms.md``: the documented SMS rule."""
+    text = (Path(__file__).parent.parent / "docs" / "sms.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    loaded: dict[str, Any] = yaml.safe_load(block)
+    return loaded
+
+
+def daytime_zone(hour: int = 14) -> str:
+    """A fixed-offset zone whose clock reads ``hour`` o'clock now, far from any quiet window edge."""
+    offset = hour - datetime.now(UTC).hour  # between -9 and +14: all exist as Etc/GMT zones
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def test_the_documented_example_config_sends_the_documented_messages(
+    tmp_path: Path,
+    redis_url: str,
+    twilio: TwilioServer,
+    daemons: list[DaemonProcess],
+    sync_redis: redis.Redis,
+) -> None:
+    """The config in docs/sms.md, pointed at the loopback server, sends its templates as the docs say."""
+    example = docs_example()
+    example["processors"]["sms"]["twilio"]["base_url"] = twilio.base_url
+    assert example["processors"]["sms"]["twilio"]["account_sid"] == twilio.account_sid
+    assert example["processors"]["sms"]["twilio"]["auth_token"] == "${TWILIO_AUTH_TOKEN}"
+    cfg = write_config(tmp_path / "cfg.yaml", redis_url, **example)
+    zone = daytime_zone()
+    sync_redis.hset("user:43", mapping={"phone": BOB, "tz": zone})
+    d = start(daemons, cfg)
+    with api(cfg, redis_url) as r:
+        payload = {"phone": ADA, "name": "Ada", "tz": zone}
+        daily = r.schedule("send_message-42-daily", when=When(in_=100), payload=payload)
+    sync_redis.set("send_message-43-welcome", "1", px=100)
+    assert daily is not None
+    sent = {req.to: req.body for req in twilio.wait_for(2, timeout_s=10)}
+    assert sent == {
+        ADA: f"Hi Ada, your daily check-in is at {local(daily.due_at_ms, zone, '%H:%M')}.",
+        BOB: "Welcome! Reply STOP to opt out.",
+    }
+    d.wait_for("reminder.fired", count=2)
+    assert d.find("reminder.deferred") == []
 
 
 def test_no_number_or_token_in_debug_logs(
