@@ -246,11 +246,12 @@ class Daemon:
                 "canary": self.notify_state.canary,
                 "notifications": self.notify_state.flags,
             }
+            # Look at the server before writing to it: our own heartbeat would hide an empty Redis.
+            if await maint.server_changed():
+                self._on_new_connection(storage, sweeper)
             await beat(storage, self.names, self.me, d.heartbeat_interval_ms, extra)
             backlog = await maint.refresh_gauges()
             self.notifier.status(f"backlog {backlog}, fired {dispatcher.fired_total}")
-            if await maint.server_changed():
-                self._on_new_connection(storage, sweeper)
 
         jobs.add("heartbeat", heartbeat, d.heartbeat_interval_ms, run_now=True)
         jobs.add("adoption", maint.adopt_scan, d.adoption_interval_ms)

@@ -37,6 +37,7 @@ class Maintenance:
         self.settings = settings
         self._cursors: dict[str, int] = {}
         self._server: ServerIdentity | None = None
+        self._scheduled_seen = 0  # index size at the last look, to tell a wiped Redis
 
     async def reconcile(self) -> dict[str, int]:
         """Adopt, repair and recover; the counts for the start-up summary line."""
@@ -114,6 +115,7 @@ class Maintenance:
     async def refresh_gauges(self) -> int:
         """Update scheduled/backlog gauges; the backlog."""
         scheduled, backlog = await self.store.counts(self.sweeper.redis_now_ms())
+        self._scheduled_seen = scheduled
         self.metrics.set_scheduled(scheduled)
         self.metrics.set_backlog(backlog)
         return backlog
@@ -134,9 +136,12 @@ class Maintenance:
             note="a restart or failover: re-applying notification flags and sweeping now",
         )
         scheduled, _ = await self.store.counts(self.sweeper.redis_now_ms())
-        if scheduled == 0 and current.keys == 0:
+        # Other daemons' heartbeats may already be in the new Redis: an index that was
+        # not empty a heartbeat ago and is now is the sign that counts.
+        if scheduled == 0 and (current.keys == 0 or self._scheduled_seen > 0):
             log.error(
                 "redis.data_lost",
+                scheduled_before=self._scheduled_seen,
                 note="the new Redis holds no data: reminders scheduled before are gone "
                 "(enable AOF persistence to keep them across restarts)",
             )
