@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import traceback
@@ -22,7 +23,7 @@ from bench.model import Result
 from bench.naive import NaiveSystem
 from bench.poller import PollerSystem
 from bench.reminderd_sys import ReminderdSystem
-from bench.report import judge, table, targets_md, write_results
+from bench.report import judge, logging_cost, table, targets_md, write_results
 from bench.scenarios import RUNNERS, Scenario, full_scenarios, quick_scenarios
 from bench.system import System
 from tests.redis_server import RedisServer
@@ -97,6 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def main_async(args: argparse.Namespace) -> int:
     """Run the plan, print and write the results."""
     started = time.monotonic()
+    load_before = os.getloadavg()
     results = []
     for name, sc in plan(args):
         print(f"[bench] {name} / {sc.name} ...", file=sys.stderr, flush=True)
@@ -110,10 +112,12 @@ async def main_async(args: argparse.Namespace) -> int:
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": round(time.monotonic() - started, 1),
         "machine": machine_facts(),
+        "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     print(table(results))
     print()
     print(targets_md(verdicts))
+    print(logging_cost(results))
     write_results(results, meta, verdicts, stem="latest" if mode == "full" else mode)
     return 0
 

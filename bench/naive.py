@@ -26,6 +26,7 @@ class NaiveSystem:
 
     name = "naive-sub"
     patience_s = 15.0  # expired events do not come back; waiting longer changes nothing
+    reports_settle = False  # done = the subscriber process exited, which is no work of its own
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -30,6 +30,7 @@ class PollerSystem:
 
     name = "bare-poller"
     patience_s = 120.0
+    reports_settle = True
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -50,8 +51,8 @@ class PollerSystem:
             await self.client.zadd(INDEX, dict(items[i : i + CHUNK]))
 
     async def done(self) -> bool:
-        """The poller exits once it has popped every item."""
-        return self.group.all_exited()
+        """Everything was popped: the sorted set is empty (the worker then exits by itself)."""
+        return int(await self.client.zcard(INDEX)) == 0
 
     async def stop(self) -> list[Fire]:
         """SIGTERM (if still running) and read what it popped."""

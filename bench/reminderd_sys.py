@@ -33,6 +33,7 @@ class ReminderdSystem:
     """``daemons`` instances of ``reminderd run`` sharing one Redis and one config."""
 
     patience_s = 120.0
+    reports_settle = True
 
     def __init__(self, url: str, *, daemons: int = 1, log_level: str = "warning") -> None:
         self.name = f"reminderd-{daemons}" + ("" if log_level == "warning" else f"-{log_level}")

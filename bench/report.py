@@ -157,6 +157,23 @@ def notes_md(results: Sequence[Result]) -> str:
     return "\n".join(lines) or "- none"
 
 
+def logging_cost(results: Sequence[Result]) -> str:
+    """How much per-fire info logging costs, from the ``reminderd-1-info`` runs."""
+    by_key = {(r.system, r.scenario): r for r in results}
+    lines = []
+    for (system, scenario), info in by_key.items():
+        base = by_key.get(("reminderd-1", scenario))
+        if system != "reminderd-1-info" or base is None or not (base.drain_s and info.drain_s):
+            continue
+        p99, p99_info = base.lateness_ms.get("p99", 0.0), info.lateness_ms.get("p99", 0.0)
+        lines.append(
+            f"- {scenario}: drain {base.drain_s:.2f} s at warning level, {info.drain_s:.2f} s with one"
+            f" info line per fire ({(info.drain_s / base.drain_s - 1) * 100:+.0f} %);"
+            f" p99 {p99:.0f} → {p99_info:.0f} ms"
+        )
+    return "\n".join(lines) or "- not measured in this run"
+
+
 def write_results(
     results: Sequence[Result], meta: dict[str, Any], verdicts: list[dict[str, Any]], *, stem: str = "latest"
 ) -> None:
@@ -169,13 +186,19 @@ def write_results(
         f"# Benchmark results ({meta['mode']} run, {meta['finished']})",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; "
-        f"Python {m['python']}, redis-py {m['redis_py']}, redis-server {m['redis_server']}.",
+        f"Python {m['python']}, redis-py {m['redis_py']}, redis-server {m['redis_server']}. "
+        f"Load average (1 min) before/after the run: {meta['loadavg_1m_before_after']}; "
+        f"the run took {meta['duration_s']:.0f} s.",
         "",
         table(results),
         "",
         "## Targets",
         "",
         targets_md(verdicts),
+        "",
+        "## Cost of info logging",
+        "",
+        logging_cost(results),
         "",
         "## Notes",
         "",

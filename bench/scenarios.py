@@ -47,12 +47,13 @@ async def timed_schedule(system: System, client: aioredis.Redis, items: list[Ite
     res.bytes_per_reminder = (await used_memory(client) - before) / len(items)
 
 
-async def wait_done(system: System, deadline_ms: float) -> float | None:
+async def wait_done(system: System, res: Result, deadline_ms: float) -> float | None:
     """Poll ``done`` until the wall-clock deadline; the wall ms when it became true."""
     while now_ms() < deadline_ms:
         if await system.done():
-            return now_ms()
+            return now_ms() if system.reports_settle else None
         await asyncio.sleep(0.01)
+    res.notes.append(f"not done after waiting {system.patience_s:g} s")
     return None
 
 
@@ -65,7 +66,7 @@ async def burst(system: System, client: aioredis.Redis, sc: Scenario) -> Result:
     await timed_schedule(system, client, items, res)
     if now_ms() > due:
         res.notes.append("scheduling overran the due instant")
-    settled = await wait_done(system, due + system.patience_s * 1000)
+    settled = await wait_done(system, res, due + system.patience_s * 1000)
     fires = await system.stop()
     first = score(res, dict.fromkeys((k for k, _ in items), float(due)), fires)
     if first:
@@ -82,7 +83,7 @@ async def steady(system: System, client: aioredis.Redis, sc: Scenario) -> Result
     t0 = int(now_ms() + STEADY_LEAD_MS + 500)
     items = make_items(n, [t0 + (i * 1000) // sc.rate for i in range(n)])
     res.schedule_s = await produce(system, items)
-    settled = await wait_done(system, items[-1][1] + system.patience_s * 1000)
+    settled = await wait_done(system, res, items[-1][1] + system.patience_s * 1000)
     fires = await system.stop()
     first = score(res, {k: float(d) for k, d in items}, fires)
     if first:
@@ -118,7 +119,7 @@ async def recovery(system: System, client: aioredis.Redis, sc: Scenario) -> Resu
         await asyncio.sleep(0.05)  # downtime: every reminder is now overdue
     started = now_ms()
     await system.start(sc.n, wait_ready=False)
-    settled = await wait_done(system, started + system.patience_s * 1000)
+    settled = await wait_done(system, res, started + system.patience_s * 1000)
     fires = await system.stop()
     first = score(res, dict.fromkeys((k for k, _ in items), float(due)), fires)
     if first:

@@ -26,6 +26,7 @@ class System(Protocol):
 
     name: str
     patience_s: float  # how long to wait for the last fire before counting the rest lost
+    reports_settle: bool  # whether ``done`` says "all work written" (else settle is not reported)
 
     async def start(self, expect: int, *, wait_ready: bool = True) -> None:
         """Start its processes; ``expect`` is how many fires make it done."""
@@ -57,7 +58,9 @@ class ProcessGroup:
 
     def spawn(self, args: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
         """Start ``python <args>`` from the repository root, output to a log file."""
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        extra = os.environ.get("PYTHONPATH")
+        path = str(ROOT) if not extra else f"{ROOT}{os.pathsep}{extra}"
+        env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
         env.pop("REMINDERD_REDIS_URL", None)
         with (self.dir / log_name).open("ab") as out:
             proc = subprocess.Popen(
