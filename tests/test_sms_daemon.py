@@ -54,6 +54,8 @@ def daemons(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[DaemonProcess]]:
     started: list[DaemonProcess] = []
     yield started
     try:
+        for d in started:
+            d.stop(timeout_s=20)  # SIGTERM: the drain and shutdown lines are scanned too
         assert_logs_hold_no_secrets(started)
     finally:
         for d in started:
@@ -372,11 +374,10 @@ def test_quiet_hours_defer_to_the_window_end_and_fire_once(
     d = start(daemons, cfg)
     payload = {"phone": ADA, "name": "Ada", "tz": zone}
     interval_ms = 100_000  # longer than the longest wait, so occurrence 2 lies after the window
+    due_ms = redis_now_ms(sync_redis)  # fixed here: the record's due moves once deferred
     with api(cfg, redis_url) as r:
-        once = r.schedule("send_message-42-daily", when=When(in_=0), payload=payload)
-        every = r.schedule("send_message-42-tick", when=When(in_=0, every=interval_ms), payload=payload)
-    assert once is not None
-    assert every is not None
+        r.schedule("send_message-42-daily", when=When(at=due_ms), payload=payload)
+        r.schedule("send_message-42-tick", when=When(at=due_ms, every=interval_ms), payload=payload)
     deferred = by_key(d.wait_for("reminder.deferred", count=2))
     assert {k: (e["until_ms"], e["reason"]) for k, e in deferred.items()} == {
         "send_message-42-daily": (end_ms, "quiet_hours"),
@@ -395,9 +396,9 @@ def test_quiet_hours_defer_to_the_window_end_and_fire_once(
         assert r.get("send_message-42-daily") is None
         tick = r.get("send_message-42-tick")
     assert tick is not None
-    assert (tick.occurrence, tick.due_at_ms) == (2, every.due_at_ms + interval_ms)
+    assert (tick.occurrence, tick.due_at_ms) == (2, due_ms + interval_ms)
     assert Counter(req.body for req in twilio.requests) == {
-        f"Hi Ada, your check-in is at {local(once.due_at_ms, zone, '%Y-%m-%d %H:%M:%S')} ({zone})": 1,
+        f"Hi Ada, your check-in is at {local(due_ms, zone, '%Y-%m-%d %H:%M:%S')} ({zone})": 1,
         "Reminder tick for user 42": 1,
     }
 
@@ -482,14 +483,14 @@ def test_the_documented_example_config_sends_the_documented_messages(
     zone = daytime_zone()
     sync_redis.hset("user:43", mapping={"phone": BOB, "tz": zone})
     d = start(daemons, cfg)
+    due_ms = redis_now_ms(sync_redis) + 100
     with api(cfg, redis_url) as r:
         payload = {"phone": ADA, "name": "Ada", "tz": zone}
-        daily = r.schedule("send_message-42-daily", when=When(in_=100), payload=payload)
+        r.schedule("send_message-42-daily", when=When(at=due_ms), payload=payload)
     sync_redis.set("send_message-43-welcome", "1", px=100)
-    assert daily is not None
     sent = {req.to: req.body for req in twilio.wait_for(2, timeout_s=10)}
     assert sent == {
-        ADA: f"Hi Ada, your daily check-in is at {local(daily.due_at_ms, zone, '%H:%M')}.",
+        ADA: f"Hi Ada, your daily check-in is at {local(due_ms, zone, '%H:%M')}.",
         BOB: "Welcome! Reply STOP to opt out.",
     }
     d.wait_for("reminder.fired", count=2)
