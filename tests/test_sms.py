@@ -123,7 +123,7 @@ async def test_no_template_and_no_default_is_permanent(twilio: TwilioServer, ctx
     proc = make_proc(ctx, twilio.base_url, templates={"welcome": "Hi"})
     with pytest.raises(PermanentError) as info:
         await proc(make_occ(type="daily"))
-    assert str(info.value) == "sms sms: no template for type 'daily' and no default"
+    assert str(info.value) == "no template for type 'daily' and no default"
     assert info.value.code == "no_template"
     assert twilio.requests == []
 
@@ -170,13 +170,13 @@ async def test_lookup_hash_supplies_phone_and_zone(
 @pytest.mark.parametrize(
     ("payload", "message", "code"),
     [
-        ({}, "sms sms: no phone number (payload.phone is missing)", "missing_recipient"),
-        ({"phone": ""}, "sms sms: no phone number (payload.phone is missing)", "missing_recipient"),
-        ({"phone": "015112345678"}, "sms sms: payload.phone is not an E.164 phone number (0151******78)",
+        ({}, "no phone number (payload.phone is missing)", "missing_recipient"),
+        ({"phone": ""}, "no phone number (payload.phone is missing)", "missing_recipient"),
+        ({"phone": "015112345678"}, "payload.phone is not an E.164 phone number (0151******78)",
          "invalid_recipient"),
-        ({"phone": "+49 151 1234"}, "sms sms: payload.phone is not an E.164 phone number (+49 *** **34)",
+        ({"phone": "+49 151 1234"}, "payload.phone is not an E.164 phone number (+49 *** **34)",
          "invalid_recipient"),
-        ({"phone": 4915112345678}, "sms sms: payload.phone is not an E.164 phone number (a int)",
+        ({"phone": 4915112345678}, "payload.phone is not an E.164 phone number (a int)",
          "invalid_recipient"),
     ],
 )  # fmt: skip
@@ -196,7 +196,7 @@ async def test_missing_number_in_lookup_names_the_hash(twilio: TwilioServer, ctx
     with pytest.raises(PermanentError) as info:
         await proc(make_occ(payload={}))
     assert (
-        str(info.value) == "sms sms: no phone number (payload.phone is missing and profile:42 has no phone)"
+        str(info.value) == "no phone number (payload.phone is missing and profile:42 has no phone)"
     )
 
 
@@ -241,7 +241,7 @@ async def test_429_is_retryable_honouring_retry_after(twilio: TwilioServer, ctx:
     with pytest.raises(RetryableError) as info:
         await make_proc(ctx, twilio.base_url)(make_occ())
     assert info.value.retry_after_s == 7.0
-    assert str(info.value) == "sms sms: twilio: HTTP 429, code 20429: Too Many Requests"
+    assert str(info.value) == "twilio: HTTP 429, code 20429: Too Many Requests"
 
 
 async def test_5xx_is_retryable_and_then_succeeds(twilio: TwilioServer, ctx: ProcessorContext) -> None:
@@ -264,14 +264,14 @@ async def test_timeout_is_retryable(twilio: TwilioServer, ctx: ProcessorContext)
     twilio.script(TwilioReply(delay_s=1.0))
     with pytest.raises(RetryableError) as info:
         await make_proc(ctx, twilio.base_url, request_timeout="200ms")(make_occ())
-    assert str(info.value) == "sms sms: twilio: timed out (ReadTimeout)"
+    assert str(info.value) == "twilio: timed out (ReadTimeout)"
 
 
 async def test_unreachable_provider_is_retryable(ctx: ProcessorContext) -> None:
     """A refused connection is retryable and the error does not quote the URL."""
     with pytest.raises(RetryableError) as info:
         await make_proc(ctx, f"http://127.0.0.1:{free_port()}")(make_occ())
-    assert str(info.value) == "sms sms: twilio: request failed (ConnectError)"
+    assert str(info.value) == "twilio: request failed (ConnectError)"
 
 
 async def test_400_is_permanent_with_the_provider_code(twilio: TwilioServer, ctx: ProcessorContext) -> None:
@@ -281,7 +281,7 @@ async def test_400_is_permanent_with_the_provider_code(twilio: TwilioServer, ctx
         await make_proc(ctx, twilio.base_url)(make_occ())
     assert info.value.code == "21211"
     assert str(info.value) == (
-        "sms sms: twilio: HTTP 400, code 21211: The 'To' number +4915*******78 is not a valid phone number."
+        "twilio: HTTP 400, code 21211: The 'To' number +4915*******78 is not a valid phone number."
     )
 
 
@@ -295,7 +295,7 @@ async def test_wrong_credentials_are_permanent_and_not_echoed(
         await make_proc(ctx, twilio.base_url, twilio=tw)(make_occ())
     assert (info.value.code, str(info.value)) == (
         "20003",
-        "sms sms: twilio: HTTP 401, code 20003: Authenticate",
+        "twilio: HTTP 401, code 20003: Authenticate",
     )
     assert not twilio.requests[0].authorized
 
@@ -399,8 +399,8 @@ async def test_generic_gateway_get_escapes_url_values_and_uses_regex(ctx: Proces
     ("reply", "error", "message", "code"),
     [
         (Reply(400, body="bad number +4915112345678 key gw-secret-1"), PermanentError,
-         "sms sms: gateway: HTTP 400: bad number +4915*******78 key ***", "http_400"),
-        (Reply(503, retry_after="3"), RetryableError, "sms sms: gateway: HTTP 503", None),
+         "gateway: HTTP 400: bad number +4915*******78 key ***", "http_400"),
+        (Reply(503, retry_after="3"), RetryableError, "gateway: HTTP 503", None),
     ],
 )  # fmt: skip
 async def test_generic_gateway_failures(
@@ -567,10 +567,10 @@ async def test_redis_outage_during_lookup_or_rate_limit_is_retryable(twilio: Twi
     async with httpx.AsyncClient() as http:
         ctx = ProcessorContext(redis=down, http=http, names=Names("t"), log=structlog.get_logger())
         lookup = make_proc(ctx, twilio.base_url, recipient={"lookup": {}})
-        with pytest.raises(RetryableError, match=r"^sms sms: reading user:42 failed: ConnectionError$"):
+        with pytest.raises(RetryableError, match=r"^reading user:42 failed: ConnectionError$"):
             await lookup(make_occ())
         limited = make_proc(ctx, twilio.base_url, rate_limit={"per_second": 1})
-        with pytest.raises(RetryableError, match=r"^sms sms: rate limit unavailable: ConnectionError$"):
+        with pytest.raises(RetryableError, match=r"^rate limit unavailable: ConnectionError$"):
             await limited(make_occ())
     await down.aclose()
     assert twilio.requests == []

@@ -224,7 +224,7 @@ def test_400_is_dead_lettered_with_the_provider_code(
         1,
     )
     assert dead["error"] == (
-        "sms: sms sms: twilio: HTTP 400, code 21211: The 'To' number is not a valid phone number."
+        "sms: twilio: HTTP 400, code 21211: The 'To' number is not a valid phone number."
         " (code 21211)"
     )
     assert dead["processors"] == ["sms"]
@@ -299,17 +299,17 @@ def test_bad_or_missing_numbers_are_dead_lettered_without_retries(
     assert errors == {
         "send_message-42-x": (
             1,
-            "sms: sms sms: payload.phone is not an E.164 phone number (+49 15* ******78)"
+            "sms: payload.phone is not an E.164 phone number (+49 15* ******78)"
             " (code invalid_recipient)",
         ),
         "send_message-77-x": (
             1,
-            "sms: sms sms: user:77 field phone is not an E.164 phone number (0049 *** ******78)"
+            "sms: user:77 field phone is not an E.164 phone number (0049 *** ******78)"
             " (code invalid_recipient)",
         ),
         "send_message-5-x": (
             1,
-            "sms: sms sms: no phone number (payload.phone is missing and user:5 has no phone)"
+            "sms: no phone number (payload.phone is missing and user:5 has no phone)"
             " (code missing_recipient)",
         ),
     }

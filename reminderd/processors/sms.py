@@ -69,11 +69,10 @@ class SmsProcessor:
             for kind, source in settings.templates.items()
         }
         timeout = httpx.Timeout(settings.request_timeout_ms / 1000)
-        where = f"sms {name}"
         self._gateway: _Gateway = (
-            _Twilio(settings.twilio, ctx.http, timeout, where)
+            _Twilio(settings.twilio, ctx.http, timeout)
             if settings.twilio is not None
-            else _Generic(_required(settings.generic), ctx.http, timeout, where)
+            else _Generic(_required(settings.generic), ctx.http, timeout)
         )
         self._bucket = TokenBucket(ctx.redis, ctx.names) if settings.rate_limit is not None else None
 
@@ -106,7 +105,7 @@ class SmsProcessor:
         try:
             found = await self._ctx.redis.hmget(key, [field for _, field in names])
         except aioredis.RedisError as exc:
-            raise RetryableError(f"sms {self.name}: reading {key} failed: {type(exc).__name__}") from exc
+            raise RetryableError(f"reading {key} failed: {type(exc).__name__}") from exc
         return {
             role: _text(value) for (role, _), value in zip(names, found, strict=True) if value is not None
         }
@@ -129,20 +128,16 @@ class SmsProcessor:
             value, source = profile.get("phone"), f"{key} field {lookup.phone_field}"
             missing += f" and {key} has no {lookup.phone_field}"
         if value is None or value == "":
-            raise PermanentError(f"sms {self.name}: no phone number ({missing})", code="missing_recipient")
+            raise PermanentError(f"no phone number ({missing})", code="missing_recipient")
         if not isinstance(value, str) or not E164.fullmatch(value):
             shown = mask_phone(value) if isinstance(value, str) else f"a {type(value).__name__}"
-            raise PermanentError(
-                f"sms {self.name}: {source} is not an E.164 phone number ({shown})", code="invalid_recipient"
-            )
+            raise PermanentError(f"{source} is not an E.164 phone number ({shown})", code="invalid_recipient")
         return value
 
     def _template(self, kind: str) -> Template:
         template = self._templates.get(kind) or self._templates.get("default")
         if template is None:
-            raise PermanentError(
-                f"sms {self.name}: no template for type {kind!r} and no default", code="no_template"
-            )
+            raise PermanentError(f"no template for type {kind!r} and no default", code="no_template")
         return template
 
     async def _throttle(self) -> None:
@@ -153,7 +148,7 @@ class SmsProcessor:
         try:
             await self._bucket.take(bucket, limit.per_second, limit.burst, max_wait_ms=limit.max_wait_ms)
         except aioredis.RedisError as exc:
-            raise RetryableError(f"sms {self.name}: rate limit unavailable: {type(exc).__name__}") from exc
+            raise RetryableError(f"rate limit unavailable: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
         """Nothing of its own to release: the HTTP client and Redis belong to the daemon."""
@@ -162,7 +157,7 @@ class SmsProcessor:
 class _Twilio:
     """``POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json`` with basic auth."""
 
-    def __init__(self, settings: TwilioSettings, http: httpx.AsyncClient, timeout: httpx.Timeout, where: str):
+    def __init__(self, settings: TwilioSettings, http: httpx.AsyncClient, timeout: httpx.Timeout):
         self._url = f"{settings.base_url}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
         self._auth = httpx.BasicAuth(settings.account_sid, settings.auth_token.get_secret_value())
         self._sender = (
@@ -170,7 +165,7 @@ class _Twilio:
             if settings.from_number
             else {"MessagingServiceSid": _required(settings.messaging_service_sid)}
         )
-        self._http, self._timeout, self._where = http, timeout, f"{where}: twilio"
+        self._http, self._timeout, self._where = http, timeout, "twilio"
 
     async def send(self, to: str, body: str, values: Mapping[str, Any]) -> str:
         form = {"To": to, **self._sender, "Body": body}
@@ -190,9 +185,7 @@ class _Twilio:
 class _Generic:
     """Any HTTP gateway: everything comes from the ``generic`` templates."""
 
-    def __init__(
-        self, settings: GenericSettings, http: httpx.AsyncClient, timeout: httpx.Timeout, where: str
-    ):
+    def __init__(self, settings: GenericSettings, http: httpx.AsyncClient, timeout: httpx.Timeout):
         self._settings = settings
         self._url = Template("generic.url", settings.url, GATEWAY_FIELDS)
         self._headers = {
@@ -203,7 +196,7 @@ class _Generic:
         password = settings.password.get_secret_value() if settings.password else None
         self._auth = httpx.BasicAuth(settings.username, password) if settings.username and password else None
         self._secrets = tuple(s for s in (self._token, password) if s)
-        self._http, self._timeout, self._where = http, timeout, f"{where}: gateway"
+        self._http, self._timeout, self._where = http, timeout, "gateway"
         self._regex = re.compile(settings.message_id_regex) if settings.message_id_regex else None
 
     async def send(self, to: str, body: str, values: Mapping[str, Any]) -> str:
