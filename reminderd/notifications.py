@@ -105,10 +105,10 @@ async def doctor(client: aioredis.Redis) -> list[str]:
         found.append("connected to a replica: writes fail and replicas never emit expired events")
     if int(info.get("cluster_enabled", 0)):
         found.append("Redis Cluster: reminderd needs a single primary (or Sentinel); see README")
-    persistence = await _config(client, "save")
+    persistence = await config_value(client, "save")
     if not int(info.get("aof_enabled", 0)) and persistence == "":
         found.append("no persistence (no AOF, no RDB): a Redis restart loses every reminder")
-    policy = await _config(client, "maxmemory-policy")
+    policy = await config_value(client, "maxmemory-policy")
     if policy and policy != "noeviction":
         found.append(f"maxmemory-policy is {policy}: Redis may evict reminders; use noeviction")
     for line in found:
@@ -116,7 +116,7 @@ async def doctor(client: aioredis.Redis) -> list[str]:
     return found
 
 
-async def _config(client: aioredis.Redis, name: str) -> str | None:
+async def config_value(client: aioredis.Redis, name: str) -> str | None:
     """One CONFIG value, or None where CONFIG is not allowed."""
     try:
         return str((await client.config_get(name)).get(name, ""))

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from reminderd.config.model import Settings
 from reminderd.durations import format_ms
 from reminderd.keys import Names
-from reminderd.notifications import doctor, merge_flags
+from reminderd.notifications import config_value, doctor, merge_flags
 from reminderd.store import key_of
 
 EXIT_HEALTHY = 0
@@ -128,7 +128,7 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
     sec, usec = await client.time()
     now_ms = int(sec) * 1000 + int(usec) // 1000
     info = await client.info()
-    flags = await _config(client, "notify-keyspace-events")
+    flags = await config_value(client, "notify-keyspace-events")
     async with client.pipeline(transaction=False) as pipe:
         pipe.zcard(names.due)
         pipe.zcount(names.due, "-inf", now_ms)
@@ -145,7 +145,7 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
         notifications=flags,
         notifications_ok=None if flags is None else merge_flags(flags) == flags,
         persistence=await _persistence(client, info),
-        maxmemory_policy=await _config(client, "maxmemory-policy"),
+        maxmemory_policy=await config_value(client, "maxmemory-policy"),
         scheduled=int(total),
         due_now=int(due),
         oldest_due_ms=first_ms if due and first_ms is not None else None,
@@ -160,21 +160,13 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
     return report
 
 
-async def _config(client: aioredis.Redis, name: str) -> str | None:
-    """One CONFIG value, or None where CONFIG is not allowed (managed Redis, ACL)."""
-    try:
-        return str((await client.config_get(name)).get(name, ""))
-    except ResponseError:
-        return None
-
-
 async def _persistence(client: aioredis.Redis, info: dict[str, Any]) -> str:
     """``aof (appendfsync everysec)``, ``rdb (save 3600 1)``, both, or ``none``."""
     parts = []
     if int(info.get("aof_enabled", 0)):
-        fsync = await _config(client, "appendfsync")
+        fsync = await config_value(client, "appendfsync")
         parts.append(f"aof (appendfsync {fsync})" if fsync else "aof")
-    save = await _config(client, "save")
+    save = await config_value(client, "save")
     if save:
         parts.append(f"rdb (save {save})")
     elif save is None:
