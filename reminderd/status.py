@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from reminderd.config.model import Settings
 from reminderd.durations import format_ms
