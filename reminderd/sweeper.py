@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import islice
 
 import structlog
 from redis.exceptions import RedisError
@@ -17,7 +18,7 @@ from redis.exceptions import RedisError
 from reminderd.config.model import DaemonSettings
 from reminderd.dispatch import Dispatcher
 from reminderd.metrics import Metrics
-from reminderd.store import Store
+from reminderd.store import Claim, Store
 
 log = structlog.get_logger("reminderd.sweeper")
 EVENT_BATCH = 500
@@ -35,8 +36,10 @@ class Sweeper:
         self.offset_ms = 0  # redis clock minus host clock
         self.last_sweep_ms = 0
         self.planned_wake_ms = 0  # redis-clock instant the timer will next wake at
-        self._events: dict[str, None] = {}
+        self._events: dict[str, float] = {}  # trigger key -> monotonic arrival of its event
         self._event_ready = asyncio.Event()
+        self._stale_events = 0  # stale events since the last warning (logged at most every 5 s)
+        self._stale_logged_at = 0.0
 
     @property
     def _daemon(self) -> DaemonSettings:
@@ -116,8 +119,9 @@ class Sweeper:
 
     def add_event_keys(self, keys: list[str]) -> None:
         """Queue trigger keys announced by expired events (never blocks the subscriber)."""
+        arrived = time.monotonic()
         for key in keys:
-            self._events[key] = None
+            self._events.setdefault(key, arrived)
         self._event_ready.set()
 
     async def run_events(self) -> None:
@@ -135,11 +139,9 @@ class Sweeper:
             self.dispatcher.slot_freed.clear()
             await self.dispatcher.slot_freed.wait()
             return
-        batch = list(self._events)[: min(EVENT_BATCH, slots)]
+        batch = list(islice(self._events, min(EVENT_BATCH, slots)))
         try:
-            now, claims = await self.store.claim_keys(
-                self.instance, batch, lease_ms=self._daemon.lease_ms, adopt_raw=True
-            )
+            now, claims = await self._claim_events(*self._split_by_age(batch))
         except RedisError as exc:
             log.warning("redis.claim_failed", error=str(exc), keys=len(batch))
             await asyncio.sleep(0.2)
@@ -148,6 +150,37 @@ class Sweeper:
             self._events.pop(key, None)
         self._observe_clock(now)
         self.dispatcher.submit(claims, "event")
+
+    def _split_by_age(self, batch: list[str]) -> tuple[list[str], list[str]]:
+        """(fresh, stale) events: only a fresh one may adopt a record-less key as a raw reminder.
+
+        A finished one-shot leaves a fired marker for ``raw_dedupe_window``; an event read
+        later than that (a backlog queues events for many seconds) would find neither record
+        nor marker and fire the reminder again. Half the window leaves room for the gap
+        between the completion and the event's arrival.
+        """
+        oldest_fresh = time.monotonic() - self._daemon.raw_dedupe_window_ms / 2000
+        fresh = [k for k in batch if self._events[k] >= oldest_fresh]
+        stale = [k for k in batch if self._events[k] < oldest_fresh]
+        return fresh, stale
+
+    async def _claim_events(self, fresh: list[str], stale: list[str]) -> tuple[int, list[Claim]]:
+        now, claims = 0, []
+        for keys, adopt in ((fresh, True), (stale, False)):
+            if keys:
+                now, got = await self.store.claim_keys(
+                    self.instance, keys, lease_ms=self._daemon.lease_ms, adopt_raw=adopt
+                )
+                claims += got
+        self._stale_events += len(stale)
+        if self._stale_events and time.monotonic() - self._stale_logged_at >= 5.0:
+            log.warning(
+                "events.stale",
+                keys=self._stale_events,
+                note="expired events queued too long to adopt raw keys safely; indexed ones claimed",
+            )
+            self._stale_events, self._stale_logged_at = 0, time.monotonic()
+        return now, claims
 
     async def drain_backlog(self) -> int:
         """Start-up: claim everything already due, waiting for capacity as needed."""
