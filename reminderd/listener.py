@@ -120,15 +120,30 @@ class Listener:
             # Other applications' keys expire in the same database: count, log the first only.
             if "no_rule" not in self._logged_reasons:
                 self._logged_reasons.add("no_rule")
-                log.info("key.ignored", key=rejection.name, reason=rejection.reason, note="logged once")
+                log.info(
+                    "key.ignored", key=_printable(rejection.name), reason=rejection.reason, note="logged once"
+                )
             return
-        log.warning("key.rejected", key=rejection.name, reason=rejection.reason)
+        log.warning("key.rejected", key=_printable(rejection.name), reason=rejection.reason)
 
     def expect_canary(self, key: str) -> asyncio.Future[None]:
         """A future resolved when the expired event of canary ``key`` arrives."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.canaries[key] = fut
         return fut
+
+
+def _printable(name: str) -> str:
+    """A key name fit for a JSON log line.
+
+    Names arrive decoded with ``surrogateescape``; the lone surrogates that stand for
+    bytes that are not UTF-8 cannot be encoded, and a log line that fails to render
+    would take the subscriber (and the daemon) down. They are shown as ``\\xff``.
+    """
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return ascii(name)
 
 
 def _int_or_none(data: str) -> int | None:
