@@ -43,9 +43,15 @@ class Maintenance:
         """Adopt, repair and recover; the counts for the start-up summary line."""
         self._server = await server_identity(self.store.redis)
         started = time.monotonic()
-        adopted = await self.adopt_all()
-        repaired = await self.repair_all()
-        recovered = await self.sweeper.drain_backlog()
+        adopted = repaired = recovered = 0
+        try:
+            adopted = await self.adopt_all()
+            repaired = await self.repair_all()
+            recovered = await self.sweeper.drain_backlog()
+        except RedisError as exc:
+            # A read-only replica, or Redis gone mid-way: the periodic sweep retries the same
+            # work with backoff, so exiting (and a restart loop under systemd) gains nothing.
+            log.error("reconcile.failed", error=str(exc), note="serving anyway; the sweep keeps retrying")
         summary = {
             "recovered": recovered,
             "repaired": repaired,
