@@ -141,5 +141,17 @@ def idempotency_keys(requests: Iterable[Request]) -> dict[str, set[str]]:
 
 def redis_now_ms(client: redis.Redis) -> int:
     """Redis's clock in epoch milliseconds."""
-    sec, usec = client.time()  # type: ignore[misc]
+    sec, usec = client.time()
     return int(sec) * 1000 + int(usec) // 1000
+
+
+def stream_entries(client: redis.Redis, stream: str) -> list[dict[str, str]]:
+    """Every entry of ``stream``, fields decoded (what a stream processor wrote)."""
+    rows: Any = client.xrange(stream)
+    return [
+        {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in f.items()
+        }
+        for _, f in rows
+    ]

@@ -46,7 +46,9 @@ def test_notification_flags_not_settable_delivery_by_sweep(
     """As an ACL user without CONFIG, with the flags unset: a loud warning, and reminders still fire."""
     server = servers.start(notify=None)
     admin = server.client()
-    admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-config")
+    admin.acl_setuser(
+        "app", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all", "-config"]
+    )
     app_user = {"url": server.url, "username": "app", "password": "pw"}
     cfg = webhook_config(tmp_path / "cfg.yaml", server.url, receiver, redis=app_user)
     d = daemons.start(cfg)

@@ -12,7 +12,7 @@ import redis
 
 from reminderd.api import When
 from tests.daemon_proc import DaemonProcess, Event, wait_until
-from tests.faults import Tally, api, webhook_config
+from tests.faults import Tally, api, stream_entries, webhook_config
 from tests.faults.conftest import Daemons, Servers
 from tests.http_receiver import HttpReceiver
 
@@ -44,7 +44,7 @@ def test_subscriber_killed_repeatedly_loses_nothing(
     kills = 0
     fault_ends = time.monotonic() + 4.0
     while time.monotonic() < fault_ends:
-        kills += int(admin.client_kill_filter(_type="pubsub"))  # type: ignore[no-untyped-call]
+        kills += int(admin.client_kill_filter(_type="pubsub"))
         time.sleep(0.2)  # the fault's own rhythm: one kill every 200 ms
     assert kills > 0
     tally = Tally(receiver).wait_covered(api_keys + raw_keys, ("/a", "/b"), 20)
@@ -93,7 +93,7 @@ def test_slow_subscriber_cut_by_output_buffer_limit_loses_nothing_adopted(
     tally = Tally(receiver).wait_covered(api_keys, ("/a",), 30)
     wait_until(lambda: admin.zcard("reminderd:due") == 0, 30, "an empty index")
     tally.assert_exactly_once(api_keys, ("/a",))
-    streamed = Counter(fields["key"] for _, fields in admin.xrange("faults:out"))  # type: ignore[union-attr]
+    streamed = Counter(fields["key"] for fields in stream_entries(admin, "faults:out"))
     assert streamed == Counter(raw_keys)
     wait_until(lambda: bool(lost_subscriber(d)), 5, "the log telling of the lost subscriber")
     admin.close()
