@@ -72,6 +72,15 @@ def idempotency_key(request: Request) -> str:
     return str(request.json()["idempotency_key"])
 
 
+def complete(request: Request) -> bool:
+    """False for a request whose body a killed sender never finished (no parseable JSON)."""
+    try:
+        request.json()
+    except ValueError:
+        return False
+    return True
+
+
 class Tally:
     """What the receiver got, per (processor path, trigger key), parsed incrementally.
 
@@ -83,6 +92,7 @@ class Tally:
         self.receiver = receiver
         self.calls: Counter[tuple[str, str]] = Counter()
         self.idempotency: dict[str, set[str]] = {}
+        self.truncated = 0  # requests cut short by a kill: never delivered, not counted
         self._seen = 0
 
     def update(self) -> Tally:
@@ -90,6 +100,9 @@ class Tally:
         fresh = self.receiver.requests[self._seen :]
         self._seen += len(fresh)
         for r in fresh:
+            if not complete(r):
+                self.truncated += 1
+                continue
             body = r.json()
             key = str(body["key"])
             self.calls[(r.path, key)] += 1
@@ -128,13 +141,13 @@ class Tally:
 
 def per_processor(requests: Iterable[Request]) -> Counter[tuple[str, str]]:
     """How many calls each (processor path, trigger key) pair received."""
-    return Counter((r.path, trigger_key(r)) for r in requests)
+    return Counter((r.path, trigger_key(r)) for r in requests if complete(r))
 
 
 def idempotency_keys(requests: Iterable[Request]) -> dict[str, set[str]]:
     """Every idempotency key seen per trigger key (one per occurrence, whatever the retries)."""
     found: dict[str, set[str]] = {}
-    for r in requests:
+    for r in filter(complete, requests):
         found.setdefault(trigger_key(r), set()).add(idempotency_key(r))
     return found
 

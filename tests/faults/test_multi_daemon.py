@@ -10,7 +10,7 @@ import redis
 
 from reminderd.api import When
 from tests.daemon_proc import wait_until
-from tests.faults import Tally, api, trigger_key, webhook_config
+from tests.faults import Tally, api, complete, trigger_key, webhook_config
 from tests.faults.conftest import Daemons
 from tests.http_receiver import HttpReceiver
 
@@ -48,7 +48,7 @@ def test_three_daemons_one_killed_mid_run(
     client.close()
     tally.update()
     by_sender: dict[tuple[str, str], Counter[str]] = {}
-    for q in receiver.requests:
+    for q in filter(complete, receiver.requests):
         by_sender.setdefault((q.path, trigger_key(q)), Counter())[q.headers["x-instance"]] += 1
     reruns = {pair: senders for pair, senders in by_sender.items() if sum(senders.values()) > 1}
     for pair, senders in by_sender.items():
