@@ -23,7 +23,7 @@ from bench.model import Result
 from bench.naive import NaiveSystem
 from bench.poller import PollerSystem
 from bench.reminderd_sys import ReminderdSystem
-from bench.report import judge, logging_cost, table, targets_md, write_results
+from bench.report import RESULTS, judge, load_results, logging_cost, table, targets_md, write_results
 from bench.scenarios import RUNNERS, Scenario, full_scenarios, quick_scenarios
 from bench.system import System
 from tests.redis_server import RedisServer
@@ -92,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help="run only this scenario (repeatable): burst20k, burst100k, steady, recovery",
     )
+    p.add_argument("--render", metavar="STEM", help="re-render bench/results/STEM.json (no run)")
     return p.parse_args(argv)
 
 
@@ -122,9 +123,22 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+def render(stem: str) -> int:
+    """Judge and write an earlier run's results again (after a change to the report)."""
+    results, meta = load_results(RESULTS / f"{stem}.json")
+    verdicts = judge(results)
+    print(table(results))
+    print(targets_md(verdicts))
+    write_results(results, meta, verdicts, stem=stem)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    return asyncio.run(main_async(parse_args(argv)))
+    args = parse_args(argv)
+    if args.render:
+        return render(args.render)
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
