@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -251,6 +251,7 @@ class Daemon:
                 self._on_new_connection(storage, sweeper)
             await beat(storage, self.names, self.me, d.heartbeat_interval_ms, extra)
             backlog = await maint.refresh_gauges()
+            self.metrics.set_in_flight(len(dispatcher.in_flight))
             self.notifier.status(f"backlog {backlog}, fired {dispatcher.fired_total}")
 
         jobs.add("heartbeat", heartbeat, d.heartbeat_interval_ms, run_now=True)
@@ -301,6 +302,7 @@ class Daemon:
         old = dispatcher.runtime
         self.settings = new.model_copy(update=kept)
         dispatcher.runtime = Runtime(self.settings, runtime.processors, runtime.timeouts_s)
+        dispatcher.log_fired = new.logging.level in ("debug", "info")
         configure_logging(new.logging.level, new.logging.format, [mask_pii])
         log.info("config.reloaded", rules=list(new.rules), processors=list(new.processors))
         self.notifier.ready("configuration reloaded")
@@ -325,6 +327,16 @@ async def _quietly(coro: Awaitable[object]) -> None:
         log.debug("cleanup.failed", error=str(exc))
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where installed: task creation, timers and socket I/O, the daemon's hot path,
+    cost about half as much as on the default loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships for Linux and macOS
+        return None
+    return uvloop.new_event_loop
+
+
 def run_daemon(config: str | None) -> int:
     """Entry point of ``reminderd run``: load config, configure logs, run, map errors to exit codes."""
     try:
@@ -335,7 +347,8 @@ def run_daemon(config: str | None) -> int:
     configure_logging(settings.logging.level, settings.logging.format, [mask_pii])
     path = Path(config) if config else None
     try:
-        return asyncio.run(Daemon(settings, path).run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(Daemon(settings, path).run())
     except ReminderdError as exc:
         log.error("daemon.failed", error=str(exc))
         return exc.exit_code

@@ -75,6 +75,7 @@ class Dispatcher:
         self.slot_freed = asyncio.Event()
         self.fired_total = 0
         self.on_rearm: Callable[[int], None] = lambda due_ms: None
+        self.log_fired = runtime.settings.logging.level in ("debug", "info")
 
     def free_slots(self) -> int:
         """How many more occurrences may be claimed now without waiting."""
@@ -89,7 +90,7 @@ class Dispatcher:
                 continue  # our own lease lapsed and we re-claimed it: already running
             new += 1
             self.in_flight[ident] = _Flight(claim)
-            task = asyncio.create_task(self._guarded(claim, source), name=f"occ:{claim.member}")
+            task = asyncio.create_task(self._guarded(claim, source))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self.metrics.set_in_flight(len(self.in_flight))
@@ -120,7 +121,6 @@ class Dispatcher:
             log.exception("reminder.internal_error", key=claim.key, occurrence=claim.occurrence)
         finally:
             self.in_flight.pop((claim.member, claim.occurrence), None)
-            self.metrics.set_in_flight(len(self.in_flight))
             self.slot_freed.set()
 
     def _now_ms(self, claim: Claim) -> int:
@@ -225,8 +225,10 @@ class Dispatcher:
         source: str,
     ) -> None:
         pending = [p for p in rule.processors if p not in claim.done]
-        multi = len(pending) > 1
-        outcomes = await asyncio.gather(*(self._call(rt, claim, occ, name, multi) for name in pending))
+        if len(pending) == 1:  # the common case: no gather, no second task
+            outcomes = [await self._call(rt, claim, occ, pending[0], False)]
+        else:
+            outcomes = list(await asyncio.gather(*(self._call(rt, claim, occ, p, True) for p in pending)))
         failed = [o for o in outcomes if not o.ok]
         if not failed:
             await self.completer.complete(Completion(claim.member, claim.occurrence, next_due))
@@ -281,6 +283,8 @@ class Dispatcher:
         if source == "startup" or lateness > self.runtime.settings.daemon.sweep_interval_ms:
             self.metrics.recovered(occ.rule)  # delivered by the safety net, not on time
         self.fired_total += 1
+        if not self.log_fired:
+            return
         details: dict[str, Any] = {}
         for o in outcomes:
             if o.detail:

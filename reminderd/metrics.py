@@ -81,14 +81,23 @@ class Metrics:
             "reminderd_last_sweep_timestamp_seconds", "Unix time of the last sweep.", registry=r
         )
         self._in_flight = Gauge("reminderd_in_flight", "Occurrences being processed now.", registry=r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: the lookup takes a lock and is on the hot path."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def fired(self, rule: str, processor: str) -> None:
         """A processor finished an occurrence."""
-        self._fired.labels(rule, processor).inc()
+        self._child(self._fired, rule, processor).inc()
 
     def failed(self, rule: str, processor: str) -> None:
         """A processor raised or timed out."""
-        self._failed.labels(rule, processor).inc()
+        self._child(self._failed, rule, processor).inc()
 
     def retried(self, rule: str, processor: str) -> None:
         """A failed processor run was scheduled again with backoff."""
@@ -100,7 +109,7 @@ class Metrics:
 
     def recovered(self, rule: str) -> None:
         """The sweep fired an occurrence whose expired event never came (or came too late)."""
-        self._recovered.labels(rule).inc()
+        self._child(self._recovered, rule).inc()
 
     def adopted(self, rule: str) -> None:
         """A trigger key written with a raw SET got its index record."""
@@ -112,11 +121,11 @@ class Metrics:
 
     def observe_lateness(self, rule: str, lateness_ms: float) -> None:
         """How late an occurrence fired; negative values (clock noise) count as on time."""
-        self._lateness.labels(rule).observe(max(lateness_ms, 0.0) / 1000)
+        self._child(self._lateness, rule).observe(max(lateness_ms, 0.0) / 1000)
 
     def observe_processor_duration(self, rule: str, processor: str, duration_s: float) -> None:
         """How long one processor run took."""
-        self._duration.labels(rule, processor).observe(duration_s)
+        self._child(self._duration, rule, processor).observe(duration_s)
 
     def set_backlog(self, count: int) -> None:
         """Occurrences already due and not finished."""

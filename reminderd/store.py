@@ -50,6 +50,7 @@ SCRIPT_NAMES = (
     "cancel",
     "adopt",
     "repair",
+    "disarm",
 )
 
 
@@ -277,6 +278,17 @@ class Store:
         """Adopt raw trigger keys; (adopted, already known, not reminders)."""
         res = await self._scripts["adopt"](keys=[self.names.due], args=[self.names.namespace, *keys])
         return int(res[0]), int(res[1]), int(res[2])
+
+    async def disarm(self, from_ms: int, until_ms: int, *, page: int = 5000) -> int:
+        """Delete trigger keys of entries due in (from_ms, until_ms] before they expire."""
+        total, offset = 0, 0
+        while True:
+            args: list[str | int] = [from_ms, until_ms, offset, page]
+            n = int(await self._scripts["disarm"](keys=[self.names.due], args=args))
+            total += n
+            offset += n
+            if n < page:
+                return total
 
     async def repair(self, members: Sequence[str]) -> int:
         """Re-create missing trigger keys of future index entries; how many were re-created."""

@@ -22,6 +22,8 @@ from reminderd.store import Claim, Store
 
 log = structlog.get_logger("reminderd.sweeper")
 EVENT_BATCH = 500
+# The timer deletes trigger keys this long before they come due (see lua/disarm.lua).
+DISARM_AHEAD_MS = 250
 
 
 class Sweeper:
@@ -35,6 +37,7 @@ class Sweeper:
         self.wake = asyncio.Event()
         self.offset_ms = 0  # redis clock minus host clock
         self.last_sweep_ms = 0
+        self._disarmed_until_ms = 0
         self.planned_wake_ms = 0  # redis-clock instant the timer will next wake at
         self._events: dict[str, float] = {}  # trigger key -> monotonic arrival of its event
         self._event_ready = asyncio.Event()
@@ -99,10 +102,23 @@ class Sweeper:
         nxt = await self.store.next_due()
         if nxt is None:
             return interval_s
-        delay_s = (nxt[1] - self.redis_now_ms()) / 1000
-        if delay_s <= 0 and claimed == 0:
-            delay_s = 0.01  # due but held by another instance's lease
-        return max(0.0, min(interval_s, delay_s))
+        now = self.redis_now_ms()
+        until_due_ms = nxt[1] - now
+        if until_due_ms <= 0:
+            return 0.01 if claimed == 0 else 0.0  # due but held by another instance's lease
+        if until_due_ms > DISARM_AHEAD_MS:
+            # Wake a little early to disarm what comes due, then sleep to the due instant.
+            return min(interval_s, (until_due_ms - DISARM_AHEAD_MS) / 1000)
+        await self._disarm(now)
+        return min(interval_s, until_due_ms / 1000)
+
+    async def _disarm(self, now_ms: int) -> None:
+        """Delete trigger keys due within the horizon (once each), so they raise no events."""
+        until = now_ms + DISARM_AHEAD_MS
+        start = max(self._disarmed_until_ms, now_ms)
+        if until > start:
+            await self.store.disarm(start, until)
+            self._disarmed_until_ms = until
 
     async def _wait(self, delay_s: float) -> None:
         self.wake.clear()

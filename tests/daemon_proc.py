@@ -72,7 +72,9 @@ class DaemonProcess:
             chunk = fh.read()
         complete = chunk[: chunk.rfind(b"\n") + 1]
         self._offset += len(complete)
-        for line in complete.decode(errors="replace").splitlines():
+        for line in complete.decode(errors="replace").split("\n"):  # not splitlines: U+2028 in JSON
+            if not line:
+                continue
             try:
                 self.events.append(json.loads(line))
             except ValueError:

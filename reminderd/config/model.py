@@ -8,6 +8,7 @@ silently dropped.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -203,9 +204,9 @@ class Settings(Strict):
         """The rule's retry policy, falling back to the global one."""
         return self.rules[rule].retry or self.retry
 
-    @property
+    @cached_property
     def prefixes(self) -> tuple[str, ...]:
-        """The configured rule prefixes (rule names)."""
+        """The configured rule prefixes (rule names); cached, it is read for every event."""
         return tuple(self.rules)
 
 

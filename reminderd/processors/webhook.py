@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -47,6 +48,9 @@ def safe_url(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}{port}{url.path}"
 
 
+_HEADER_SAFE = "-._~:!$&'()*+,;=@/"  # printable ASCII kept as is in the header
+
+
 class WebhookProcessor:
     """POSTs ``Occurrence.as_json()`` and maps the outcome onto the error tree."""
 
@@ -78,7 +82,8 @@ class WebhookProcessor:
     async def __call__(self, occ: Occurrence) -> Mapping[str, str] | None:
         """POST the occurrence; return ``{"status": "<code>"}`` on 2xx."""
         headers = self._headers.copy()
-        headers["Idempotency-Key"] = occ.idempotency_key
+        # Header values are ASCII; a key with other characters is sent percent-encoded (UTF-8).
+        headers["Idempotency-Key"] = quote(occ.idempotency_key, safe=_HEADER_SAFE)
         body = orjson.dumps(occ.as_json())
         timeout = self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT
         try:
