@@ -195,9 +195,7 @@ async def test_missing_number_in_lookup_names_the_hash(twilio: TwilioServer, ctx
     proc = make_proc(ctx, twilio.base_url, recipient={"lookup": {"key": "profile:{user_id}"}})
     with pytest.raises(PermanentError) as info:
         await proc(make_occ(payload={}))
-    assert (
-        str(info.value) == "no phone number (payload.phone is missing and profile:42 has no phone)"
-    )
+    assert str(info.value) == "no phone number (payload.phone is missing and profile:42 has no phone)"
 
 
 @pytest.mark.parametrize(

@@ -224,8 +224,7 @@ def test_400_is_dead_lettered_with_the_provider_code(
         1,
     )
     assert dead["error"] == (
-        "sms: twilio: HTTP 400, code 21211: The 'To' number is not a valid phone number."
-        " (code 21211)"
+        "sms: twilio: HTTP 400, code 21211: The 'To' number is not a valid phone number. (code 21211)"
     )
     assert dead["processors"] == ["sms"]
     assert len(twilio.requests) == 1
@@ -299,8 +298,7 @@ def test_bad_or_missing_numbers_are_dead_lettered_without_retries(
     assert errors == {
         "send_message-42-x": (
             1,
-            "sms: payload.phone is not an E.164 phone number (+49 15* ******78)"
-            " (code invalid_recipient)",
+            "sms: payload.phone is not an E.164 phone number (+49 15* ******78) (code invalid_recipient)",
         ),
         "send_message-77-x": (
             1,
