@@ -121,6 +121,7 @@ class Dispatcher:
             log.exception("reminder.internal_error", key=claim.key, occurrence=claim.occurrence)
         finally:
             self.in_flight.pop((claim.member, claim.occurrence), None)
+            self.metrics.set_in_flight(len(self.in_flight))
             self.slot_freed.set()
 
     def _now_ms(self, claim: Claim) -> int:

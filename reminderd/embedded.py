@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import structlog
 
@@ -176,6 +178,13 @@ def server_args(state_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _run_as(uid: int, gid: int) -> None:
+    """In the child before exec: become the state directory's owner (root CLI, service dir)."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
 class EmbeddedRedis:
     """Async context manager that owns (or, with ``exclusive=False``, may reuse) the server."""
 
@@ -316,11 +325,12 @@ class EmbeddedRedis:
         env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
         out = self._open(LOG_NAME, os.O_WRONLY | os.O_APPEND)
         ids = _dir_owner_if_root(self.dir)
+        # preexec_fn rather than user=/group=: uvloop's subprocess_exec knows only the former
+        drop: dict[str, Any] = {"preexec_fn": functools.partial(_run_as, *ids)} if ids else {}
         try:  # fatal errors before the logfile is open go to stderr: keep them in the log too
             self._proc = await asyncio.create_subprocess_exec(
                 binary, *server_args(self.dir), stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=out, env=env, start_new_session=True,
-                user=ids[0] if ids else None, group=ids[1] if ids else None, extra_groups=[] if ids else None,
+                stdout=out, stderr=out, env=env, start_new_session=True, **drop,
             )  # fmt: skip
         finally:
             os.close(out)
