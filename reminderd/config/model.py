@@ -131,8 +131,8 @@ class DaemonSettings(Strict):
 
     instance_id: str | None = None
     sweep_interval_ms: PositiveMs = Field(1000, alias="sweep_interval")
-    sweep_batch: Int = Field(500, ge=1, le=100_000)
-    concurrency: Int = Field(512, ge=1, le=100_000)
+    sweep_batch: Int = Field(1000, ge=1, le=100_000)
+    concurrency: Int = Field(1000, ge=1, le=100_000)
     lease_ms: PositiveMs = Field(30_000, alias="lease")
     processor_timeout_ms: PositiveMs = Field(10_000, alias="processor_timeout")
     drain_timeout_ms: PositiveMs = Field(20_000, alias="drain_timeout")
