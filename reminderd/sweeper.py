@@ -95,10 +95,14 @@ class Sweeper:
             _raise_if_cancelled()
             await self._wait(delay_s)
 
+    def _refill_at(self) -> int:
+        """Free slots worth a claim round trip: refilling one slot at a time wastes the trip."""
+        return max(1, min(self._daemon.sweep_batch, self._daemon.concurrency) // 4)
+
     async def _next_delay_s(self, claimed: int) -> float:
         interval_s = self._daemon.sweep_interval_ms / 1000
-        if self.dispatcher.free_slots() == 0:
-            return interval_s  # woken early by a freed slot
+        if self.dispatcher.free_slots() < self._refill_at():
+            return interval_s  # woken early once enough slots are free
         nxt = await self.store.next_due()
         if nxt is None:
             return interval_s
@@ -123,15 +127,20 @@ class Sweeper:
     async def _wait(self, delay_s: float) -> None:
         self.wake.clear()
         self.planned_wake_ms = self.redis_now_ms() + int(delay_s * 1000)
-        waiters = [asyncio.ensure_future(self.wake.wait())]
-        if self.dispatcher.free_slots() == 0:
-            self.dispatcher.slot_freed.clear()
-            waiters.append(asyncio.ensure_future(self.dispatcher.slot_freed.wait()))
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self.wake.wait())]
+        if self.dispatcher.free_slots() < self._refill_at():
+            waiters.append(asyncio.ensure_future(self._capacity(self._refill_at())))
         try:
             await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()
+
+    async def _capacity(self, slots: int) -> None:
+        """Return once at least ``slots`` processing slots are free."""
+        while self.dispatcher.free_slots() < slots:
+            self.dispatcher.slot_freed.clear()
+            await self.dispatcher.slot_freed.wait()
 
     def add_event_keys(self, keys: list[str]) -> None:
         """Queue trigger keys announced by expired events (never blocks the subscriber)."""
