@@ -216,9 +216,8 @@ class Sweeper:
             _scheduled, due = await self.store.counts(self.redis_now_ms())
             if due == 0 or (claimed == 0 and self.dispatcher.free_slots() > 0):
                 return total
-            if self.dispatcher.free_slots() == 0:
-                self.dispatcher.slot_freed.clear()
-                await self.dispatcher.slot_freed.wait()
+            if self.dispatcher.free_slots() < self._refill_at():
+                await self._capacity(self._refill_at())
 
 
 def _raise_if_cancelled() -> None:
