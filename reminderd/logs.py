@@ -12,6 +12,7 @@ credentials and passwords inside URLs, at any depth, after every other processor
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -39,9 +40,12 @@ _NOISY_LIBRARIES = ("httpx", "httpcore")  # one INFO line per request, URLs incl
 _HANDLER_NAME = "reminderd"
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})  # nothing to mask: the common case, first
+
+
 def _masked(value: Any, depth: int = 0) -> Any:
     """``value`` with nested secret keys and URL passwords replaced."""
-    if depth > 8:
+    if type(value) in _PLAIN or depth > 8:
         return value
     if isinstance(value, str):
         return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<tail>", value) if "://" in value else value
@@ -58,7 +62,13 @@ def _masked_item(key: object, value: Any, depth: int) -> Any:
 
 
 def _is_secret_key(key: object) -> bool:
-    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+    return isinstance(key, str) and _secret_name(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_name(key: str) -> bool:
+    """Cached: log events reuse a small set of field names, one regex search each is enough."""
+    return _SECRET_KEY.search(key) is not None
 
 
 def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:

@@ -44,7 +44,12 @@ def mask_text(text: str) -> str:
     return _E164_LIKE.sub(lambda m: mask_phone(m.group(0)), text) if "+" in text else text
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def _masked(value: Any, depth: int = 0) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, str):
         return mask_text(value)
     if depth >= _MAX_DEPTH:
