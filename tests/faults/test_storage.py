@@ -44,7 +44,7 @@ def test_storage_link_cut_longer_than_the_delay(
 
 PERSISTENCE = {
     "aof": ("--appendonly", "yes", "--appendfsync", "always"),
-    "rdb": ("--save", "1 1"),
+    "rdb": ("--save", "3600 1"),  # RDB configured; the snapshot is the explicit SAVE below
 }
 
 
