@@ -32,7 +32,8 @@ from reminderd.connection import db_of, make_client
 from reminderd.dispatch import Dispatcher, Runtime
 from reminderd.embedded import EmbeddedRedis
 from reminderd.errors import ConfigError, ReminderdError
-from reminderd.heartbeat import Identity, beat, retire
+from reminderd.heartbeat import Identity, retire
+from reminderd.jobs import Heartbeat, renew_leases, schedule_jobs, watchdog
 from reminderd.keys import Names
 from reminderd.listener import Listener
 from reminderd.logs import configure_logging
@@ -41,21 +42,12 @@ from reminderd.metrics import Health, Metrics, MetricsServer
 from reminderd.notifications import NotifyState, doctor, ensure_notifications, prove_events
 from reminderd.pii import mask_pii
 from reminderd.processors.base import ProcessorContext
-from reminderd.processors.registry import build_processors, timeout_ms_for
+from reminderd.reload import build_runtime, close_later, close_processors, reload_runtime
 from reminderd.sdnotify import Notifier
 from reminderd.store import Store
 from reminderd.sweeper import Sweeper
 
 log = structlog.get_logger("reminderd.daemon")
-RESTART_ONLY = ("redis", "namespace", "metrics")  # settings a reload keeps as they were at start
-
-
-def build_runtime(settings: Settings, ctx: ProcessorContext) -> Runtime:
-    """Processors and their timeouts from validated settings (no I/O)."""
-    processors = build_processors(settings.processors, ctx)
-    default_ms = settings.daemon.processor_timeout_ms
-    timeouts = {name: timeout_ms_for(p, default_ms) / 1000 for name, p in settings.processors.items()}
-    return Runtime(settings, processors, timeouts)
 
 
 class Daemon:
@@ -93,7 +85,7 @@ class Daemon:
                 return 0
             ctx = ProcessorContext(storage, http, self.names, structlog.get_logger("reminderd.processor"))
             runtime = build_runtime(self.settings, ctx)
-            stack.push_async_callback(_close_processors, runtime)
+            stack.push_async_callback(close_processors, runtime)
             self._ctx = ctx
             if self.settings.metrics.enabled:
                 server = MetricsServer(
@@ -156,17 +148,19 @@ class Daemon:
             # Work that must go on while draining: completions and lease renewal.
             keep = [
                 tg.create_task(completer.run(), name="completer"),
-                tg.create_task(self._renew_leases(store, dispatcher), name="renew"),
+                tg.create_task(
+                    renew_leases(store, dispatcher, self.me.instance, lambda: self.settings), name="renew"
+                ),
             ]
             intake = [tg.create_task(listener.run(), name="listener")]
             await self._startup(storage, listener, maint)
             intake += [
                 tg.create_task(sweeper.run_timer(), name="timer"),
                 tg.create_task(sweeper.run_events(), name="events"),
-                tg.create_task(self._watchdog(), name="watchdog"),
+                tg.create_task(watchdog(self.notifier, self.health), name="watchdog"),
             ]
             jobs.start()
-            self._schedule_jobs(jobs, storage, store, dispatcher, sweeper, maint)
+            self._schedule_jobs(jobs, storage, dispatcher, sweeper, maint)
             await self._until_stopped(dispatcher)
             self.notifier.stopping("draining")
             log.info("daemon.stopping", in_flight=len(dispatcher.in_flight))
@@ -231,49 +225,16 @@ class Daemon:
         self,
         jobs: PeriodicJobs,
         storage: aioredis.Redis,
-        store: Store,
         dispatcher: Dispatcher,
         sweeper: Sweeper,
         maint: Maintenance,
     ) -> None:
-        d = self.settings.daemon
-
-        async def heartbeat() -> None:
-            extra = {
-                "last_sweep_ms": sweeper.last_sweep_ms,
-                "fired": dispatcher.fired_total,
-                "in_flight": len(dispatcher.in_flight),
-                "canary": self.notify_state.canary,
-                "notifications": self.notify_state.flags,
-            }
-            # Look at the server before writing to it: our own heartbeat would hide an empty Redis.
-            if await maint.server_changed():
-                self._on_new_connection(storage, sweeper)
-            await beat(storage, self.names, self.me, d.heartbeat_interval_ms, extra)
-            backlog = await maint.refresh_gauges()
-            self.metrics.set_in_flight(len(dispatcher.in_flight))
-            self.notifier.status(f"backlog {backlog}, fired {dispatcher.fired_total}")
-
-        jobs.add("heartbeat", heartbeat, d.heartbeat_interval_ms, run_now=True)
-        jobs.add("adoption", maint.adopt_scan, d.adoption_interval_ms)
-
-    async def _renew_leases(self, store: Store, dispatcher: Dispatcher) -> None:
-        """Keep the leases of long-running occurrences (from start-up on, not only once live)."""
-        while True:
-            lease_ms = self.settings.daemon.lease_ms
-            await asyncio.sleep(max(0.1, lease_ms / 3000))
-            if dispatcher.in_flight:
-                try:
-                    await store.renew(self.me.instance, dispatcher.leases(), lease_ms)
-                except RedisError as exc:
-                    log.warning("redis.renew_failed", error=str(exc))
-
-    async def _watchdog(self) -> None:
-        interval_s = self.notifier.watchdog_interval_s() or 1.0
-        while True:
-            self.health.beat()
-            self.notifier.watchdog()
-            await asyncio.sleep(min(interval_s, 1.0))
+        heartbeat = Heartbeat(
+            storage, self.names, self.me, self.settings.daemon.heartbeat_interval_ms,
+            dispatcher, sweeper, maint, self.metrics, self.notifier, self.notify_state,
+            on_new_server=lambda: self._on_new_connection(storage, sweeper),
+        )  # fmt: skip
+        schedule_jobs(jobs, heartbeat, self.settings.daemon.adoption_interval_ms)
 
     async def _until_stopped(self, dispatcher: Dispatcher) -> None:
         while not self.stop.is_set():
@@ -288,36 +249,13 @@ class Daemon:
 
     async def _reload(self, dispatcher: Dispatcher) -> None:
         self.notifier.reloading()
-        try:
-            new = load_config(self.config_path, required=self.config_path is not None)
-            runtime = build_runtime(new, self._ctx)
-        except ReminderdError as exc:
-            log.error("config.reload_failed", error=str(exc), note="keeping the running configuration")
+        old = reload_runtime(self.settings, self.config_path, self._ctx, dispatcher)
+        if old is None:
             self.notifier.ready("reload failed; old configuration kept")
             return
-        kept = {part: getattr(self.settings, part) for part in RESTART_ONLY}
-        for part, value in kept.items():
-            if getattr(new, part) != value:
-                log.warning("config.reload_partial", setting=part, note="takes effect after a restart")
-        old = dispatcher.runtime
-        self.settings = new.model_copy(update=kept)
-        dispatcher.runtime = Runtime(self.settings, runtime.processors, runtime.timeouts_s)
-        dispatcher.log_fired = new.logging.level in ("debug", "info")
-        configure_logging(new.logging.level, new.logging.format, [mask_pii])
-        log.info("config.reloaded", rules=list(new.rules), processors=list(new.processors))
+        self.settings = dispatcher.runtime.settings
         self.notifier.ready("configuration reloaded")
-        self._bg = asyncio.get_running_loop().create_task(_close_later(old))
-
-
-async def _close_processors(runtime: Runtime) -> None:
-    for proc in runtime.processors.values():
-        await _quietly(proc.aclose())
-
-
-async def _close_later(old: Runtime) -> None:
-    """Close replaced processors once nothing that started with them is still running."""
-    await asyncio.sleep(old.settings.daemon.processor_timeout_ms / 1000 + 1)
-    await _close_processors(old)
+        self._bg = asyncio.get_running_loop().create_task(close_later(old))
 
 
 async def _quietly(coro: Awaitable[object]) -> None:

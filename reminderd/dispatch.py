@@ -3,6 +3,8 @@
 claim (done by the caller) → misfire policy → quiet hours → the rule's unfinished
 processors, concurrently, each under its own timeout → complete (re-arm or delete) or
 fail (retry with backoff, or dead-letter). Nothing here knows how the claim was found.
+The policy decisions live in ``reminderd.policy``, failure handling in ``reminderd.failures``;
+this module keeps the hot path: one task per claim, no gather for a single processor.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from redis.exceptions import RedisError
 
 from reminderd.completer import Completer
 from reminderd.config.model import RuleSettings, Settings
-from reminderd.config.sms import SmsSettings
 from reminderd.errors import Deferred, PermanentError, RetryableError, SkipOccurrence
+from reminderd.failures import Failures, Outcome, describe
 from reminderd.metrics import Metrics
-from reminderd.models import Misfire, Occurrence
+from reminderd.models import Occurrence
+from reminderd.policy import defer_for_quiet_hours, misfire_decision
 from reminderd.processors.base import Processor
-from reminderd.quiet import defer_until_ms, quiet_zone, zone_named
-from reminderd.recurrence import after_misfire, next_due_ms
-from reminderd.retry import backoff_ms
 from reminderd.store import Claim, Completion, Store, decode_payload
 from reminderd.trigger import Rejection, parse_key
 
@@ -39,20 +39,6 @@ class Runtime:
     settings: Settings
     processors: Mapping[str, Processor]
     timeouts_s: Mapping[str, float]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """The result of one processor call."""
-
-    name: str
-    ok: bool
-    detail: Mapping[str, str] | None = None
-    error: str = ""
-    permanent: bool = False
-    skipped: bool = False
-    retry_after_s: float | None = None
-    deferred: bool = False
 
 
 @dataclass(slots=True)
@@ -76,6 +62,7 @@ class Dispatcher:
         self.fired_total = 0
         self.on_rearm: Callable[[int], None] = lambda due_ms: None
         self.log_fired = runtime.settings.logging.level in ("debug", "info")
+        self.failures = Failures(store, metrics, instance, lambda: self.runtime.settings, self._now_ms)
 
     def free_slots(self) -> int:
         """How many more occurrences may be claimed now without waiting."""
@@ -134,13 +121,15 @@ class Dispatcher:
         rt = self.runtime
         parsed = parse_key(claim.key, rt.settings.prefixes)
         if isinstance(parsed, Rejection):
-            await self._dead(claim, None, "no_rule", parsed.reason, [], [])
+            await self.failures.dead(claim, None, "no_rule", parsed.reason, [], [])
             return
         rule = rt.settings.rules[parsed.rule]
         try:
             payload = decode_payload(claim.payload_json)
         except ValueError as exc:
-            await self._dead(claim, rule, "poison_payload", f"payload is not valid JSON: {exc}", [], [])
+            await self.failures.dead(
+                claim, rule, "poison_payload", f"payload is not valid JSON: {exc}", [], []
+            )
             return
         occ = Occurrence(
             key=claim.key,
@@ -153,7 +142,7 @@ class Dispatcher:
             occurrence=claim.occurrence,
             attempt=claim.attempts + 1,
         )
-        fire, next_due = self._decide(claim, rule)
+        fire, next_due = misfire_decision(claim, rule, rt.settings)
         if not fire:
             await self.completer.complete(
                 Completion(claim.member, claim.occurrence, next_due), stat="skipped"
@@ -166,55 +155,9 @@ class Dispatcher:
                 next_due_ms=next_due,
             )
             return
-        if await self._maybe_defer(claim, occ, rule):
+        if await defer_for_quiet_hours(self.store, self.instance, rt.settings, claim, occ, rule):
             return
         await self._run(rt, claim, occ, rule, next_due, source)
-
-    def _decide(self, claim: Claim, rule: RuleSettings) -> tuple[bool, int | None]:
-        """Misfire policy: only a first attempt at its undeferred due time can be 'missed'."""
-        policy = claim.misfire or rule.misfire
-        if claim.attempts == 0 and claim.due_at_ms == claim.nominal_due_ms:
-            grace = self.runtime.settings.daemon.misfire_grace_ms
-            decision = after_misfire(claim.schedule, claim.nominal_due_ms, claim.now_ms, policy, grace)
-            return decision.fire, decision.next_due_ms
-        nxt = next_due_ms(claim.schedule, claim.nominal_due_ms)
-        if nxt is not None and nxt <= claim.now_ms and policy is not Misfire.FIRE_ALL:
-            nxt = after_misfire(claim.schedule, nxt, claim.now_ms, Misfire.FIRE_ONCE, 0).next_due_ms
-        return True, nxt
-
-    async def _maybe_defer(self, claim: Claim, occ: Occurrence, rule: RuleSettings) -> bool:
-        if rule.quiet_hours is None or claim.attempts > 0:
-            return False
-        zone = quiet_zone(occ.payload, rule.quiet_hours, await self._lookup_zone(occ, rule))
-        # A catch-up after downtime is judged by when it would go out, not when it was due.
-        until = defer_until_ms(max(claim.due_at_ms, claim.now_ms), rule.quiet_hours, zone)
-        if until is None:
-            return False
-        await self.store.defer(self.instance, claim, until)
-        log.info(
-            "reminder.deferred", key=occ.key, occurrence=occ.occurrence, until_ms=until, reason="quiet_hours"
-        )
-        return True
-
-    async def _lookup_zone(self, occ: Occurrence, rule: RuleSettings) -> dict[str, str] | None:
-        """The user's zone from the lookup hash of the rule's SMS processor, as ``quiet_zone`` reads it.
-
-        A raw ``SET`` key has no payload, so its user's zone lives only in that hash. Read
-        only when the payload names no valid zone; a Redis error lets the lease lapse (retry).
-        """
-        window = rule.quiet_hours
-        if window is None or zone_named(occ.payload.get(window.tz_field)) is not None:
-            return None
-        for name in rule.processors:
-            settings = self.runtime.settings.processors.get(name)
-            lookup = settings.recipient.lookup if isinstance(settings, SmsSettings) else None
-            if lookup is None or lookup.tz_field is None:
-                continue
-            key = lookup.key.replace("{user_id}", occ.user_id)
-            value = await self.store.redis.hget(key, lookup.tz_field)
-            if value:
-                return {window.tz_field: value.decode() if isinstance(value, bytes) else str(value)}
-        return None
 
     async def _run(
         self,
@@ -250,7 +193,7 @@ class Dispatcher:
             )
             return
         done = [*claim.done, *(o.name for o in outcomes if o.ok)]
-        await self._failed(claim, occ, rule, next_due, done, failed)
+        await self.failures.retry_or_dead(claim, occ, rule, next_due, done, failed)
 
     async def _call(self, rt: Runtime, claim: Claim, occ: Occurrence, name: str, mark: bool) -> Outcome:
         started = time.perf_counter()
@@ -260,11 +203,11 @@ class Dispatcher:
         except SkipOccurrence as exc:
             outcome = Outcome(name, True, skipped=True, error=str(exc))
         except PermanentError as exc:
-            outcome = Outcome(name, False, error=_describe(exc), permanent=True)
+            outcome = Outcome(name, False, error=describe(exc), permanent=True)
         except Deferred as exc:
             outcome = Outcome(name, False, error=str(exc), retry_after_s=exc.retry_after_s, deferred=True)
         except RetryableError as exc:
-            outcome = Outcome(name, False, error=_describe(exc), retry_after_s=exc.retry_after_s)
+            outcome = Outcome(name, False, error=describe(exc), retry_after_s=exc.retry_after_s)
         except TimeoutError:
             outcome = Outcome(name, False, error=f"timed out after {rt.timeouts_s[name]:g}s")
         except Exception as exc:
@@ -304,88 +247,3 @@ class Dispatcher:
             instance=self.instance,
             **details,
         )
-
-    async def _failed(
-        self,
-        claim: Claim,
-        occ: Occurrence,
-        rule: RuleSettings,
-        next_due: int | None,
-        done: list[str],
-        failed: list[Outcome],
-    ) -> None:
-        settings = self.runtime.settings
-        policy = (settings.rules[occ.rule].retry if occ.rule in settings.rules else None) or settings.retry
-        attempts = claim.attempts + 1
-        error = "; ".join(f"{o.name}: {o.error}" for o in failed)
-        permanent = any(o.permanent for o in failed)
-        if permanent or attempts >= policy.max_attempts:
-            reason = "permanent_failure" if permanent else "attempts_exhausted"
-            await self._dead(claim, rule, reason, error, done, [o.name for o in failed], next_due)
-            return
-        retry_after = max((o.retry_after_s or 0 for o in failed), default=0) or None
-        retry_at = self._now_ms(claim) + backoff_ms(attempts, policy, retry_after_s=retry_after)
-        await self.store.fail(
-            self.instance,
-            claim,
-            retry_at_ms=retry_at,
-            error=error,
-            done=done,
-            next_due_ms=None,
-            reason="",
-            pending=[],
-        )
-        for o in failed:
-            self.metrics.retried(occ.rule, o.name)
-        log.warning(
-            "reminder.failed",
-            key=occ.key,
-            occurrence=occ.occurrence,
-            attempt=attempts,
-            error=error,
-            retry_at_ms=retry_at,
-            done=done,
-            instance=self.instance,
-        )
-
-    async def _dead(
-        self,
-        claim: Claim,
-        rule: RuleSettings | None,
-        reason: str,
-        error: str,
-        done: list[str],
-        pending: list[str],
-        next_due: int | None = None,
-    ) -> None:
-        if rule is None and claim.schedule is not None:
-            next_due = None
-        await self.store.fail(
-            self.instance,
-            claim,
-            retry_at_ms=None,
-            error=error,
-            done=done,
-            next_due_ms=next_due,
-            reason=reason,
-            pending=pending,
-        )
-        rule_name = parse_key(claim.key, self.runtime.settings.prefixes)
-        self.metrics.dead_lettered(rule_name.rule if not isinstance(rule_name, Rejection) else "none")
-        log.error(
-            "reminder.dead_lettered",
-            key=claim.key,
-            occurrence=claim.occurrence,
-            reason=reason,
-            error=error,
-            attempts=claim.attempts + 1,
-            pending=pending,
-            next_due_ms=next_due,
-            instance=self.instance,
-        )
-
-
-def _describe(exc: Exception) -> str:
-    code = getattr(exc, "code", None)
-    text = str(exc)[:500]
-    return f"{text} (code {code})" if code else text

