@@ -142,7 +142,6 @@ class Daemon:
             on_wake=sweeper.nudge,
             on_resubscribe=lambda: self._on_new_connection(storage, sweeper),
         )
-        self._parts = (store, dispatcher, sweeper, maint, listener)
         jobs = PeriodicJobs()
         async with asyncio.TaskGroup() as tg:
             # Work that must go on while draining: completions and lease renewal.
