@@ -228,7 +228,9 @@ def test_ready_only_after_the_startup_sweep(
     wait_until(lambda: redis_now_ms(client) > last_due + 20, message="all 300 due")
     proc = service(cfg, notify, services, WATCHDOG_USEC="1000000").start(wait_ready=False)
     readyz: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + 60
     while not notify.with_line("READY=1"):
+        assert time.monotonic() < deadline, "no READY=1 within 60 s"
         assert proc.proc is not None
         assert proc.proc.poll() is None, proc.tail()
         with contextlib.suppress(OSError):  # not listening yet
