@@ -200,12 +200,12 @@ class AsyncReminders:
             raise ValueError("limit must be at least 1")
         max_ms: float = _instant_ms(due_before) if due_before is not None else float("inf")
         found: list[Reminder] = []
-        offset, page = 0, 1000
+        start, page = 0, 1000
         while len(found) < limit:
-            rows = await self.store.due_page(min_ms=float("-inf"), max_ms=max_ms, offset=offset, count=page)
+            rows = [(m, due) for m, due in await self.store.index_page(start, page) if due <= max_ms]
             if not rows:
                 break
-            offset += len(rows)
+            start += page
             wanted = [m for m, _ in rows if self._matches(key_of(m), user, type, rule)]
             for rem in await self.store.get_many(wanted):
                 if rem is not None and len(found) < limit:

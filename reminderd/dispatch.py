@@ -128,7 +128,7 @@ class Dispatcher:
             payload = decode_payload(claim.payload_json)
         except ValueError as exc:
             await self.failures.dead(
-                claim, rule, "poison_payload", f"payload is not valid JSON: {exc}", [], []
+                claim, parsed.rule, "poison_payload", f"payload is not valid JSON: {exc}", [], []
             )
             return
         occ = Occurrence(

@@ -18,7 +18,6 @@ from reminderd.metrics import Metrics
 from reminderd.models import Occurrence
 from reminderd.retry import backoff_ms
 from reminderd.store import Claim, Store
-from reminderd.trigger import Rejection, parse_key
 
 log = structlog.get_logger("reminderd.failures")
 
@@ -71,14 +70,13 @@ class Failures:
         failed: list[Outcome],
     ) -> None:
         """Schedule the next attempt with backoff, or dead-letter when none may follow."""
-        settings = self._settings()
-        policy = (settings.rules[occ.rule].retry if occ.rule in settings.rules else None) or settings.retry
+        policy = rule.retry or self._settings().retry
         attempts = claim.attempts + 1
         error = "; ".join(f"{o.name}: {o.error}" for o in failed)
         permanent = any(o.permanent for o in failed)
         if permanent or attempts >= policy.max_attempts:
             reason = "permanent_failure" if permanent else "attempts_exhausted"
-            await self.dead(claim, rule, reason, error, done, [o.name for o in failed], next_due)
+            await self.dead(claim, occ.rule, reason, error, done, [o.name for o in failed], next_due)
             return
         retry_after = max((o.retry_after_s or 0 for o in failed), default=0) or None
         retry_at = self._now_ms(claim) + backoff_ms(attempts, policy, retry_after_s=retry_after)
@@ -108,16 +106,14 @@ class Failures:
     async def dead(
         self,
         claim: Claim,
-        rule: RuleSettings | None,
+        rule_name: str | None,
         reason: str,
         error: str,
         done: list[str],
         pending: list[str],
         next_due: int | None = None,
     ) -> None:
-        """Dead-letter the occurrence; a recurring one with a known rule stays scheduled."""
-        if rule is None and claim.schedule is not None:
-            next_due = None
+        """Dead-letter the occurrence; with ``next_due`` a recurring one stays scheduled."""
         await self.store.fail(
             self.instance,
             claim,
@@ -128,8 +124,7 @@ class Failures:
             reason=reason,
             pending=pending,
         )
-        rule_name = parse_key(claim.key, self._settings().prefixes)
-        self.metrics.dead_lettered(rule_name.rule if not isinstance(rule_name, Rejection) else "none")
+        self.metrics.dead_lettered(rule_name or "none")
         log.error(
             "reminder.dead_lettered",
             key=claim.key,

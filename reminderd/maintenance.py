@@ -78,39 +78,32 @@ class Maintenance:
         budget = self.settings().daemon.adoption_batch
         for prefix in self.settings().prefixes:
             cursor = self._cursors.get(prefix, 0)
-            seen = 0
+            step, seen = min(1000, budget), 0
             while seen < budget:
-                cursor, _n = await self._adopt_step(prefix, cursor, min(1000, budget))
-                seen += 1000
+                cursor, _n = await self._adopt_step(prefix, cursor, step)
+                seen += step
                 if cursor == 0:
                     break
             self._cursors[prefix] = cursor
 
     async def _adopt_step(self, prefix: str, cursor: int, count: int) -> tuple[int, int]:
         pattern = _GLOB.sub(r"\\\1", prefix) + "-*"
-        cursor, keys = await self.store.redis.scan(cursor, match=pattern, count=count, _type="string")
+        cursor, keys = await self.store.scan_trigger_keys(cursor, pattern, count)
         prefixes = self.settings().prefixes
-        wanted = [
-            str(k) for k in keys if isinstance(p := parse_key(k, prefixes), TriggerKey) and p.rule == prefix
-        ]
+        wanted = [k for k in keys if isinstance(p := parse_key(k, prefixes), TriggerKey) and p.rule == prefix]
         if not wanted:
-            return int(cursor), 0
+            return cursor, 0
         adopted, _known, _other = await self.store.adopt(wanted)
-        for _ in range(adopted):
-            self.metrics.adopted(prefix)
         if adopted:
+            self.metrics.adopted(prefix, adopted)
             log.info("reminder.adopted", count=adopted, rule=prefix)
-        return int(cursor), adopted
+        return cursor, adopted
 
     async def repair_all(self) -> int:
         """Re-create missing trigger keys of every future index entry."""
-        now = await self.store.now_ms()
-        repaired, offset = 0, 0
-        while True:
-            page = await self.store.due_page(min_ms=now + 1, max_ms=float("inf"), offset=offset, count=1000)
-            if not page:
-                break
-            offset += len(page)
+        repaired, start = 0, await self.store.rank_after(await self.store.now_ms())
+        while page := await self.store.index_page(start, 1000):
+            start += len(page)
             repaired += await self.store.repair([m for m, _ in page])
         if repaired:
             log.warning(

@@ -111,9 +111,9 @@ class Metrics:
         """The sweep fired an occurrence whose expired event never came (or came too late)."""
         self._child(self._recovered, rule).inc()
 
-    def adopted(self, rule: str) -> None:
-        """A trigger key written with a raw SET got its index record."""
-        self._adopted.labels(rule).inc()
+    def adopted(self, rule: str, count: int = 1) -> None:
+        """Trigger keys written with a raw SET got their index records."""
+        self._adopted.labels(rule).inc(count)
 
     def rejected_key(self, reason: str) -> None:
         """A key name matched no rule or did not parse."""

@@ -71,7 +71,7 @@ async def lookup_zone(
         if lookup is None or lookup.tz_field is None:
             continue
         key = lookup.key.replace("{user_id}", occ.user_id)
-        value = await store.redis.hget(key, lookup.tz_field)
+        value = await store.hash_field(key, lookup.tz_field)
         if value:
-            return {window.tz_field: value.decode() if isinstance(value, bytes) else str(value)}
+            return {window.tz_field: value}
     return None

@@ -173,14 +173,30 @@ class Store:
             rows: list[dict[str, str]] = await pipe.execute()
         return [reminder_from_fields(m, f) if f else None for m, f in zip(members, rows, strict=True)]
 
-    async def due_page(
-        self, *, min_ms: float, max_ms: float, offset: int, count: int
-    ) -> list[tuple[str, int]]:
-        """A page of the index by due time."""
-        rows: list[tuple[str, float]] = await self.redis.zrangebyscore(
-            self.names.due, min_ms, max_ms, start=offset, num=count, withscores=True
+    async def index_page(self, start: int, count: int) -> list[tuple[str, int]]:
+        """Index entries by rank ``start`` .. ``start + count - 1``, earliest due first.
+
+        Paging by rank costs O(log N) per page; ``ZRANGEBYSCORE ... LIMIT offset`` would
+        walk ``offset`` entries each time, quadratic over a large index.
+        """
+        rows: list[tuple[str, float]] = await self.redis.zrange(
+            self.names.due, start, start + count - 1, withscores=True
         )  # type: ignore[assignment]
         return [(m, int(s)) for m, s in rows]
+
+    async def rank_after(self, ms: int) -> int:
+        """The rank of the first index entry due after ``ms``."""
+        return int(await self.redis.zcount(self.names.due, "-inf", ms))
+
+    async def scan_trigger_keys(self, cursor: int, pattern: str, count: int) -> tuple[int, list[str]]:
+        """One SCAN step over string keys matching ``pattern`` (raw trigger keys to adopt)."""
+        cursor, keys = await self.redis.scan(cursor, match=pattern, count=count, _type="string")
+        return int(cursor), [str(k) for k in keys]
+
+    async def hash_field(self, key: str, field: str) -> str | None:
+        """One field of a hash outside the namespace (a user lookup hash)."""
+        value = await self.redis.hget(key, field)
+        return None if value is None else str(value)
 
     async def counts(self, now_ms: int) -> tuple[int, int]:
         """(scheduled, due now) from the index."""

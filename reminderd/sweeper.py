@@ -159,12 +159,8 @@ class Sweeper:
                 _raise_if_cancelled()
 
     async def _claim_event_batch(self) -> None:
-        slots = self.dispatcher.free_slots()
-        if slots == 0:
-            self.dispatcher.slot_freed.clear()
-            await self.dispatcher.slot_freed.wait()
-            return
-        batch = list(islice(self._events, min(EVENT_BATCH, slots)))
+        await self._capacity(1)
+        batch = list(islice(self._events, min(EVENT_BATCH, self.dispatcher.free_slots())))
         try:
             now, claims = await self._claim_events(*self._split_by_age(batch))
         except RedisError as exc:
