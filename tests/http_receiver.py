@@ -22,7 +22,6 @@ keep-alive, so ``client_port`` tells whether a client reused its connection.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -35,6 +34,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from tests.serving import poll, poll_async, serve_in_thread, stop_serving
 
 Predicate = Callable[[list["Request"]], bool]
 
@@ -171,10 +172,7 @@ class HttpReceiver:
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="http-receiver", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(server, "http-receiver")
         return self
 
     def close(self) -> None:
@@ -183,14 +181,12 @@ class HttpReceiver:
         if self._server is None:
             return
         self._server.shutdown()
-        self._server.server_close()
         with self._lock:
             open_now = list(self._connections)
         for conn in open_now:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_serving(self._server, self._thread)
         self._server = None
 
     def __enter__(self) -> HttpReceiver:
@@ -234,21 +230,11 @@ class HttpReceiver:
 
     def wait_for(self, predicate: Predicate, timeout_s: float = 5.0) -> list[Request]:
         """Poll until ``predicate(requests)`` holds; return the requests, or raise at the deadline."""
-        deadline = time.monotonic() + timeout_s
-        while not predicate(snapshot := self.requests):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout_s}s; {len(snapshot)} request(s)")
-            time.sleep(0.01)
-        return snapshot
+        return poll(lambda: self.requests, predicate, timeout_s)
 
     async def wait_for_async(self, predicate: Predicate, timeout_s: float = 5.0) -> list[Request]:
         """``wait_for`` for async tests: polls without blocking the event loop."""
-        deadline = time.monotonic() + timeout_s
-        while not predicate(snapshot := self.requests):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout_s}s; {len(snapshot)} request(s)")
-            await asyncio.sleep(0.01)
-        return snapshot
+        return await poll_async(lambda: self.requests, predicate, timeout_s)
 
     def _next_reply(self, path: str) -> Reply:
         with self._lock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 import redis
@@ -22,16 +21,7 @@ NAMES = Names("reminderd")
 AUX = "\x1f"
 config_file = test_cli.config_file
 rds = test_cli.rds
-
-
-@pytest.fixture
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, config_file: Path, redis_url: str
-) -> Cli:
-    """A CLI runner on the flushed session server."""
-    monkeypatch.setenv("REMINDERD_CONFIG", str(config_file))
-    monkeypatch.setenv("REMINDERD_REDIS_URL", redis_url)
-    return Cli(capsys, config_file, redis_url)
+cli = test_cli.cli  # the same CLI runner fixture
 
 
 def dead_letter(

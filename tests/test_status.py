@@ -21,6 +21,7 @@ from tests.test_cli import Cli
 NAMES = Names("reminderd")
 config_file = test_cli.config_file
 rds = test_cli.rds
+cli = test_cli.cli  # the same CLI runner fixture
 
 
 def write_heartbeat(url: str, instance: str = "host-1-abc", interval_ms: int = 1000) -> None:
@@ -36,16 +37,6 @@ def write_heartbeat(url: str, instance: str = "host-1-abc", interval_ms: int = 1
             await client.aclose()
 
     asyncio.run(go())
-
-
-@pytest.fixture
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, config_file: Path, redis_url: str
-) -> Cli:
-    """A CLI runner on the flushed session server."""
-    monkeypatch.setenv("REMINDERD_CONFIG", str(config_file))
-    monkeypatch.setenv("REMINDERD_REDIS_URL", redis_url)
-    return Cli(capsys, config_file, redis_url)
 
 
 def test_healthy_with_live_daemon_exits_0(cli: Cli) -> None:

@@ -18,7 +18,6 @@ arrival time (wall clock and monotonic), whatever the answer.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -32,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.serving import poll, poll_async, serve_in_thread, stop_serving
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "tw-secret-token-5f1e"
@@ -205,20 +206,14 @@ class TwilioServer:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.state = self._state
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="twilio-server", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(server, "twilio-server")
         return self
 
     def close(self) -> None:
         """Stop serving and wait for the thread."""
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_serving(self._server, self._thread)
         self._server = None
 
     def __enter__(self) -> TwilioServer:
@@ -254,23 +249,11 @@ class TwilioServer:
 
     def wait_for(self, condition: int | Predicate, timeout_s: float = 5.0) -> list[SmsRequest]:
         """Poll until ``condition`` (a request count, or a predicate) holds; raise at the deadline."""
-        check = _as_predicate(condition)
-        deadline = time.monotonic() + timeout_s
-        while not check(snapshot := self.requests):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout_s}s; {len(snapshot)} request(s)")
-            time.sleep(0.01)
-        return snapshot
+        return poll(lambda: self.requests, _as_predicate(condition), timeout_s)
 
     async def wait_for_async(self, condition: int | Predicate, timeout_s: float = 5.0) -> list[SmsRequest]:
         """``wait_for`` for async tests: polls without blocking the event loop."""
-        check = _as_predicate(condition)
-        deadline = time.monotonic() + timeout_s
-        while not check(snapshot := self.requests):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout_s}s; {len(snapshot)} request(s)")
-            await asyncio.sleep(0.01)
-        return snapshot
+        return await poll_async(lambda: self.requests, _as_predicate(condition), timeout_s)
 
 
 def _as_predicate(condition: int | Predicate) -> Predicate:
