@@ -6,40 +6,27 @@ the only trace of a reminder. The subscriber's "work" is recording the fire.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.model import Fire, read_fires
-from bench.system import Item, ProcessGroup, wait_file
+from bench.model import Fire
+from bench.system import Item, WorkerSystem
 from bench.worker import mark_ready, worker_main
 
 CHANNEL = "__keyevent@0__:expired"
 CHUNK = 1000
 
 
-class NaiveSystem:
+class NaiveSystem(WorkerSystem):
     """One subscriber process; producers write plain expiring keys."""
 
     name = "naive-sub"
     patience_s = 15.0  # expired events do not come back; waiting longer changes nothing
     reports_settle = False  # done = the subscriber process exited, which is no work of its own
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.group = ProcessGroup(self.name)
-        self.out = self.group.dir / "fires.tsv"
-        self.client = aioredis.Redis.from_url(url, decode_responses=True)
-
-    async def start(self, expect: int, *, wait_ready: bool = True) -> None:
-        """Spawn the subscriber; ready once it is subscribed."""
-        args = ["-m", "bench.naive", "--url", self.url, "--expect", str(expect), "--out", str(self.out)]
-        self.group.spawn(args, "naive.log")
-        if wait_ready and not await wait_file(self.out.with_suffix(".ready"), 20):
-            raise RuntimeError(f"naive subscriber did not start:\n{self.group.log_tail()}")
+    module = "bench.naive"
 
     async def schedule(self, items: Sequence[Item]) -> None:
         """Pipelined ``SET key 1 PXAT due``."""
@@ -52,17 +39,6 @@ class NaiveSystem:
     async def done(self) -> bool:
         """The subscriber exits once it has seen every key."""
         return self.group.all_exited()
-
-    async def stop(self) -> list[Fire]:
-        """SIGTERM (if still waiting) and read what it saw."""
-        await self.group.terminate()
-        return read_fires(self.out)
-
-    async def close(self) -> None:
-        """Stop anything still running, close the client and remove the temporary directory."""
-        await self.group.terminate()
-        await self.client.aclose()
-        shutil.rmtree(self.group.dir, ignore_errors=True)
 
 
 async def subscribe_loop(client: aioredis.Redis, expect: int, fires: list[Fire], out: Path) -> None:

@@ -8,15 +8,14 @@ Python process costs before it does anything per reminder.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.model import Fire, read_fires
-from bench.system import Item, ProcessGroup, wait_file
+from bench.model import Fire
+from bench.system import Item, WorkerSystem
 from bench.worker import mark_ready, worker_main
 
 INDEX = "poller:due"
@@ -25,25 +24,13 @@ CHUNK = 1000
 MAX_SLEEP_S = 0.1
 
 
-class PollerSystem:
+class PollerSystem(WorkerSystem):
     """One poller process over one sorted set."""
 
     name = "bare-poller"
     patience_s = 120.0
     reports_settle = True
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.group = ProcessGroup(self.name)
-        self.out = self.group.dir / "fires.tsv"
-        self.client = aioredis.Redis.from_url(url, decode_responses=True)
-
-    async def start(self, expect: int, *, wait_ready: bool = True) -> None:
-        """Spawn the poller; ready once connected."""
-        args = ["-m", "bench.poller", "--url", self.url, "--expect", str(expect), "--out", str(self.out)]
-        self.group.spawn(args, "poller.log")
-        if wait_ready and not await wait_file(self.out.with_suffix(".ready"), 20):
-            raise RuntimeError(f"poller did not start:\n{self.group.log_tail()}")
+    module = "bench.poller"
 
     async def schedule(self, items: Sequence[Item]) -> None:
         """Pipelined ``ZADD`` in chunks."""
@@ -53,17 +40,6 @@ class PollerSystem:
     async def done(self) -> bool:
         """Everything was popped: the sorted set is empty (the worker then exits by itself)."""
         return int(await self.client.zcard(INDEX)) == 0
-
-    async def stop(self) -> list[Fire]:
-        """SIGTERM (if still running) and read what it popped."""
-        await self.group.terminate()
-        return read_fires(self.out)
-
-    async def close(self) -> None:
-        """Stop anything still running, close the client and remove the temporary directory."""
-        await self.group.terminate()
-        await self.client.aclose()
-        shutil.rmtree(self.group.dir, ignore_errors=True)
 
 
 async def poll_loop(client: aioredis.Redis, expect: int, fires: list[Fire], out: Path) -> None:

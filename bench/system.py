@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from bench.model import Fire
+from bench.model import Fire, read_fires
 
 ROOT = Path(__file__).resolve().parents[1]
 Item = tuple[str, int]  # (trigger key, due epoch ms)
@@ -113,3 +114,37 @@ async def wait_file(path: Path, timeout_s: float) -> bool:
             return True
         await asyncio.sleep(0.02)
     return False
+
+
+class WorkerSystem:
+    """A baseline run as one worker process (``python -m <module>``) writing ``fires.tsv``.
+
+    Subclasses name the module and say how to schedule and when the work is done.
+    """
+
+    name = "worker"
+    module = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.group = ProcessGroup(self.name)
+        self.out = self.group.dir / "fires.tsv"
+        self.client = aioredis.Redis.from_url(url, decode_responses=True)
+
+    async def start(self, expect: int, *, wait_ready: bool = True) -> None:
+        """Spawn the worker; ready once it wrote its ready marker."""
+        args = ["-m", self.module, "--url", self.url, "--expect", str(expect), "--out", str(self.out)]
+        self.group.spawn(args, f"{self.module.rsplit('.', 1)[-1]}.log")
+        if wait_ready and not await wait_file(self.out.with_suffix(".ready"), 20):
+            raise RuntimeError(f"{self.name} did not start:\n{self.group.log_tail()}")
+
+    async def stop(self) -> list[Fire]:
+        """SIGTERM (if still running) and read what it recorded."""
+        await self.group.terminate()
+        return read_fires(self.out)
+
+    async def close(self) -> None:
+        """Stop anything still running, close the client and remove the temporary directory."""
+        await self.group.terminate()
+        await self.client.aclose()
+        shutil.rmtree(self.group.dir, ignore_errors=True)
