@@ -16,9 +16,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
@@ -66,6 +67,7 @@ class Daemon:
         self.metrics = Metrics()
         self.health = Health()
         self.notify_state = NotifyState()
+        self._background: set[asyncio.Task[None]] = set()  # fire-and-forget work, kept referenced
 
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain, and return the exit code."""
@@ -216,9 +218,17 @@ class Daemon:
     def _on_new_connection(self, storage: aioredis.Redis, sweeper: Sweeper) -> None:
         """Events may have been lost: re-apply flags and sweep at once."""
         sweeper.nudge()
-        asyncio.get_running_loop().create_task(
-            ensure_notifications(storage, manage=self.settings.redis.manage_notifications)
-        )
+        self._spawn(self._reapply_notifications(storage))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reapply_notifications(self, storage: aioredis.Redis) -> None:
+        """Merge the flags again and keep what the heartbeat reports in step."""
+        fresh = await ensure_notifications(storage, manage=self.settings.redis.manage_notifications)
+        self.notify_state.flags, self.notify_state.ok = fresh.flags, fresh.ok
 
     def _schedule_jobs(
         self,
@@ -254,7 +264,7 @@ class Daemon:
             return
         self.settings = dispatcher.runtime.settings
         self.notifier.ready("configuration reloaded")
-        self._bg = asyncio.get_running_loop().create_task(close_later(old))
+        self._spawn(close_later(old))
 
 
 async def _quietly(coro: Awaitable[object]) -> None:
