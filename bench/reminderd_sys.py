@@ -16,10 +16,12 @@ from bench.model import Fire, read_fires
 from bench.system import Item, ProcessGroup
 from reminderd.api import AsyncReminders, When
 from reminderd.config import load_config
-from reminderd.connection import make_client
-from reminderd.keys import Names
+from reminderd.storage.connection import make_client
+from reminderd.storage.names import Names
 
-RUN_FALLBACK = "import sys; from reminderd.daemon import run_daemon; sys.exit(run_daemon(sys.argv[1]))"
+RUN_FALLBACK = (
+    "import sys; from reminderd.daemon.lifecycle import run_daemon; sys.exit(run_daemon(sys.argv[1]))"
+)
 
 
 def daemon_args(config: str) -> list[str]:

@@ -8,18 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from reminderd.schedules import Schedule
+from reminderd.core.schedules import Misfire, Schedule
 
-
-class Misfire(StrEnum):
-    """What a recurring reminder does with occurrences missed while nothing ran."""
-
-    FIRE_ONCE = "fire_once"  # fire one catch-up occurrence, then continue from now
-    FIRE_ALL = "fire_all"  # fire every missed occurrence, oldest first
-    SKIP = "skip"  # fire none of the missed ones; continue with the next future one
+__all__ = ["Misfire", "Occurrence", "Reminder"]
 
 
 @dataclass(frozen=True, slots=True)

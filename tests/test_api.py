@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aioredis
 
-from reminderd.api import AsyncReminders, Reminders, When, resolve
+from reminderd.api.reminders import AsyncReminders, Reminders, When, resolve
 from reminderd.config import load_config_text
-from reminderd.connection import make_client
+from reminderd.core.schedules import Cron, Every, Once
 from reminderd.errors import KeyNameError, NotFoundError, PayloadError, ScheduleError
-from reminderd.keys import Names
 from reminderd.models import Misfire, Reminder
-from reminderd.schedules import Cron, Every, Once
+from reminderd.storage.connection import make_client
+from reminderd.storage.names import Names
 
 SETTINGS = load_config_text(
     """

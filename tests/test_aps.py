@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from structlog.testing import capture_logs
 
-from reminderd.aps import PeriodicJobs, cron_next_wall, load_zone, validate_cron
+from reminderd.core.cron import PeriodicJobs, cron_next_wall, load_zone, validate_cron
 from reminderd.errors import ScheduleError
 
 WEEKDAY_HELP = (

@@ -9,11 +9,11 @@ import redis
 import redis.asyncio as aioredis
 
 from reminderd.api import AsyncReminders, When
+from reminderd.api.deadletters import DeadLetters, check_id
 from reminderd.config import load_config_text
-from reminderd.deadletters import DeadLetters, check_id
+from reminderd.core.recurrence import next_due_ms
 from reminderd.errors import InputError
-from reminderd.keys import Names
-from reminderd.recurrence import next_due_ms
+from reminderd.storage.names import Names
 from tests import test_cli
 from tests.test_cli import CONFIG, Cli
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reminderd.durations import format_ms, parse_duration_ms
+from reminderd.core.durations import format_ms, parse_duration_ms
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from reminderd.embedded import (
+from reminderd.errors import ConfigError, RedisUnavailableError
+from reminderd.storage.embedded import (
     EmbeddedRedis,
     connect_or_start,
     default_dir,
@@ -27,12 +28,11 @@ from reminderd.embedded import (
     find_redis_server,
     socket_path,
 )
-from reminderd.errors import ConfigError, RedisUnavailableError
 
 OWNER_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-from reminderd.embedded import EmbeddedRedis
+from reminderd.storage.embedded import EmbeddedRedis
 
 async def main():
     async with EmbeddedRedis(Path(sys.argv[1])) as server:

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from reminderd.errors import ConfigError
-from reminderd.logs import configure_logging, get_logger
+from reminderd.telemetry.logs import configure_logging, get_logger
 
 
 @pytest.fixture(autouse=True)

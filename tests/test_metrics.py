@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reminderd.metrics import Health, HealthState, Metrics, MetricsServer
+from reminderd.telemetry.metrics import Health, HealthState, Metrics, MetricsServer
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:

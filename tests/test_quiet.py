@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reminderd.config.model import QuietHours
+from reminderd.core.quiet_hours import defer_until_ms, quiet_zone, user_zone, zone_named
 from reminderd.errors import ConfigError
-from reminderd.quiet import defer_until_ms, quiet_zone, user_zone, zone_named
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

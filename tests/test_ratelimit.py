@@ -12,11 +12,11 @@ import structlog
 
 from reminderd.config.sms import SmsSettings
 from reminderd.errors import RetryableError
-from reminderd.keys import Names
 from reminderd.models import Occurrence
 from reminderd.processors.base import ProcessorContext
 from reminderd.processors.sms import SmsProcessor
-from reminderd.ratelimit import TokenBucket
+from reminderd.storage.names import Names
+from reminderd.storage.ratelimit import TokenBucket
 from tests.twilio_server import TwilioServer
 
 NAMES = Names("t")

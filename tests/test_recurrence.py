@@ -10,9 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reminderd.errors import ScheduleError
-from reminderd.models import Misfire
-from reminderd.recurrence import (
+from reminderd.core.recurrence import (
     CRON_COUNT_CAP,
     MisfireDecision,
     after_misfire,
@@ -22,7 +20,9 @@ from reminderd.recurrence import (
     parse_at,
     validate_schedule,
 )
-from reminderd.schedules import Cron, Every, Once
+from reminderd.core.schedules import Cron, Every, Once
+from reminderd.errors import ScheduleError
+from reminderd.models import Misfire
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000

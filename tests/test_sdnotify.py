@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from reminderd.sdnotify import Notifier, monotonic_usec
+from reminderd.telemetry.systemd import Notifier, monotonic_usec
 
 
 @pytest.fixture

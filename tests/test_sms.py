@@ -17,12 +17,12 @@ from structlog.testing import capture_logs
 from reminderd.config import load_config_text
 from reminderd.config.model import describe
 from reminderd.config.sms import SmsSettings
+from reminderd.core.pii import mask_phone, mask_pii, mask_text
 from reminderd.errors import ConfigError, PermanentError, RetryableError, SkipOccurrence
-from reminderd.keys import Names
 from reminderd.models import Occurrence
-from reminderd.pii import mask_phone, mask_pii, mask_text
 from reminderd.processors.base import Processor, ProcessorContext
 from reminderd.processors.sms import SmsProcessor, is_opted_out
+from reminderd.storage.names import Names
 from tests.http_receiver import HttpReceiver, Reply
 from tests.redis_server import free_port
 from tests.twilio_server import AUTH_TOKEN, TwilioReply, TwilioServer

@@ -11,9 +11,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from reminderd.heartbeat import Identity, beat
-from reminderd.keys import Names
-from reminderd.status import format_instant, format_relative, format_span
+from reminderd.api.status import format_instant, format_relative, format_span
+from reminderd.storage.names import Names
+from reminderd.storage.presence import Identity, beat
 from tests import test_cli
 from tests.redis_server import RedisServer
 from tests.test_cli import Cli

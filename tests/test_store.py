@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from reminderd.core.schedules import Cron, Every, Once, Schedule
 from reminderd.errors import PayloadError
-from reminderd.keys import Names
 from reminderd.models import Misfire
-from reminderd.schedules import Cron, Every, Once, Schedule
-from reminderd.store import (
+from reminderd.storage.names import Names
+from reminderd.storage.store import (
     AUX_SEP,
     Claim,
     Completion,

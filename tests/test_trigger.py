@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reminderd.errors import InputError, KeyNameError
-from reminderd.trigger import (
+from reminderd.core.trigger_keys import (
     MAX_KEY_BYTES,
     Rejection,
     TriggerKey,
@@ -18,6 +17,7 @@ from reminderd.trigger import (
     prefix_problem,
     require_key,
 )
+from reminderd.errors import InputError, KeyNameError
 
 PREFIXES = ("send_message",)
 UUID = "123e4567-e89b-12d3-a456-426614174000"

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from reminderd.cli.ops import cmd_run
 from reminderd.cli.parser import build_parser
 from reminderd.errors import ReminderdError
-from reminderd.logs import mask_secrets
+from reminderd.telemetry.logs import mask_secrets
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_REDIS", "build_parser", "main"]
 

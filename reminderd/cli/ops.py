@@ -5,20 +5,20 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
+from reminderd.api.deadletters import DeadLetters
+from reminderd.api.status import collect, format_instant
+from reminderd.api.status import render as render_status
+from reminderd.api.status import to_json as status_json
+from reminderd.cli.context import Ctx, mask_url
 from reminderd.cli.render import emit, short, table
-from reminderd.clientctx import Ctx, mask_url
 from reminderd.config import describe, load_config, resolve_path
-from reminderd.deadletters import DeadLetters
 from reminderd.errors import InputError
-from reminderd.keys import Names
-from reminderd.status import collect, format_instant
-from reminderd.status import render as render_status
-from reminderd.status import to_json as status_json
+from reminderd.storage.names import Names
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: the daemon (imported lazily: the other commands do not need it)."""
-    from reminderd.daemon import run_daemon
+    from reminderd.daemon.lifecycle import run_daemon
 
     return run_daemon(args.config)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reminderd.api import When
-from reminderd.aps import load_zone
-from reminderd.durations import parse_duration_ms
+from reminderd.api.reminders import When
+from reminderd.core.cron import load_zone
+from reminderd.core.durations import parse_duration_ms
+from reminderd.core.recurrence import parse_at
 from reminderd.errors import InputError, ScheduleError
-from reminderd.recurrence import parse_at
 
 
 def span_ms(text: str, flag: str) -> int:

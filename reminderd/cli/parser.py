@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from reminderd import __version__
+from reminderd.cli.context import with_client
 from reminderd.cli.ops import cmd_check_config, cmd_dead_list, cmd_dead_purge, cmd_dead_replay, cmd_status
 from reminderd.cli.schedule import cmd_cancel, cmd_list, cmd_reschedule, cmd_schedule, cmd_show
-from reminderd.clientctx import with_client
 from reminderd.models import Misfire
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {

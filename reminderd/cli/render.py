@@ -6,10 +6,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from reminderd.api.status import align, format_instant, format_span, format_when
+from reminderd.core.recurrence import describe_next
+from reminderd.core.schedules import describe_schedule, is_recurring, schedule_to_json
 from reminderd.models import Reminder
-from reminderd.recurrence import describe_next
-from reminderd.schedules import describe_schedule, is_recurring, schedule_to_json
-from reminderd.status import align, format_instant, format_span, format_when
 
 
 def emit(data: Any) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from reminderd.api.status import format_instant, format_relative
+from reminderd.cli.context import Ctx
 from reminderd.cli.options import at_ms, payload_from_args, when_from_args
 from reminderd.cli.render import detail_rows, emit, print_rows, reminder_json, summary_rows, table
-from reminderd.clientctx import Ctx
+from reminderd.core.schedules import describe_schedule
 from reminderd.errors import InputError, NotFoundError
 from reminderd.models import Misfire, Reminder
-from reminderd.schedules import describe_schedule
-from reminderd.status import format_instant, format_relative
 
 
 async def cmd_schedule(ctx: Ctx) -> int:

@@ -24,9 +24,9 @@ from pydantic import (
 )
 
 from reminderd.config.processors import LogSettings, ProcessorSettings
-from reminderd.durations import format_ms, parse_duration_ms
-from reminderd.models import Misfire
-from reminderd.trigger import prefix_problem
+from reminderd.core.durations import format_ms, parse_duration_ms
+from reminderd.core.schedules import Misfire
+from reminderd.core.trigger_keys import prefix_problem
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl
 
 from reminderd.config.sms import SmsSettings
-from reminderd.durations import parse_duration_ms
+from reminderd.core.durations import parse_duration_ms
 
 
 class _Strict(BaseModel):

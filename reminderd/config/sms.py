@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from reminderd.durations import parse_duration_ms
-from reminderd.pii import mask_phone
+from reminderd.core.durations import parse_duration_ms
+from reminderd.core.pii import mask_phone
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 MESSAGE_FIELDS = ("user_id", "type", "key", "rule", "occurrence", "tz", "due_local", "due_utc")

@@ -14,8 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import redis.asyncio as aioredis
 
-from reminderd.keys import Names
 from reminderd.models import Occurrence
+from reminderd.storage.names import Names
 
 
 @runtime_checkable

@@ -30,14 +30,14 @@ from reminderd.config.sms import (
     SmsSettings,
     TwilioSettings,
 )
+from reminderd.core.pii import mask_phone, mask_text
+from reminderd.core.quiet_hours import user_zone
 from reminderd.errors import PermanentError, RetryableError, SkipOccurrence
 from reminderd.models import Occurrence
-from reminderd.pii import mask_phone, mask_text
 from reminderd.processors.base import ProcessorContext
 from reminderd.processors.templates import Template, message_values
 from reminderd.processors.webhook import parse_retry_after
-from reminderd.quiet import user_zone
-from reminderd.ratelimit import TokenBucket
+from reminderd.storage.ratelimit import TokenBucket
 
 EXCERPT_CHARS = 200
 UNKNOWN_ID = "unknown"

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from reminderd.pii import mask_text
+from reminderd.core.pii import mask_text
 from tests.daemon_proc import DaemonProcess, wait_until, write_config
 from tests.faults import Tally, stream_entries, webhook_config
 from tests.faults.conftest import Daemons

@@ -1,0 +1,1 @@
+"""``reminderd run``: the lifecycle around the pipeline (start-up, reload, housekeeping, drain)."""

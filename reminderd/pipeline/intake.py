@@ -1,0 +1,229 @@
+"""The sweep and the precise timer: claim whatever the index says is due.
+
+The index is the truth, so this loop alone delivers every reminder; expired events only
+make it faster. It sleeps until the earliest due time (never longer than the sweep
+interval) and wakes early when the schedule script announces an earlier due time.
+Expired-event keys are claimed here too, batched, through the same claim script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from itertools import islice
+
+import structlog
+from redis.exceptions import RedisError
+
+from reminderd.config.model import DaemonSettings
+from reminderd.pipeline.dispatch import Dispatcher
+from reminderd.storage.store import Claim, Store
+from reminderd.telemetry.metrics import Metrics
+
+log = structlog.get_logger("reminderd.pipeline.intake")
+EVENT_BATCH = 500
+# The timer deletes trigger keys this long before they come due (see storage/scripts/disarm.lua).
+DISARM_AHEAD_MS = 250
+
+
+class Sweeper:
+    """Claims due occurrences (timer, periodic sweep, events) and hands them to dispatch."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher, metrics: Metrics, instance: str) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.metrics = metrics
+        self.instance = instance
+        self.wake = asyncio.Event()
+        self.offset_ms = 0  # redis clock minus host clock
+        self.last_sweep_ms = 0
+        self._disarmed_until_ms = 0
+        self.planned_wake_ms = 0  # redis-clock instant the timer will next wake at
+        self._events: dict[str, float] = {}  # trigger key -> monotonic arrival of its event
+        self._event_ready = asyncio.Event()
+        self._stale_events = 0  # stale events since the last warning (logged at most every 5 s)
+        self._stale_logged_at = 0.0
+
+    @property
+    def _daemon(self) -> DaemonSettings:
+        return self.dispatcher.runtime.settings.daemon
+
+    def redis_now_ms(self) -> int:
+        """Redis's clock, estimated from the last reading."""
+        return int(time.time() * 1000) + self.offset_ms
+
+    def _observe_clock(self, redis_now_ms: int) -> None:
+        self.offset_ms = redis_now_ms - int(time.time() * 1000)
+
+    def nudge(self, due_ms: int | None = None) -> None:
+        """Wake the timer: a due time earlier than its plan, a reconnect, a new Redis."""
+        if due_ms is None or due_ms < self.planned_wake_ms:
+            self.planned_wake_ms = 0 if due_ms is None else due_ms
+            self.wake.set()
+
+    async def sweep_once(self, source: str = "sweep") -> int:
+        """Claim due occurrences while there is capacity; how many were claimed."""
+        total = 0
+        while True:
+            slots = self.dispatcher.free_slots()
+            if slots == 0:
+                break
+            limit = min(self._daemon.sweep_batch, slots)
+            now, claims = await self.store.claim_due(
+                self.instance, limit=limit, lease_ms=self._daemon.lease_ms
+            )
+            self._observe_clock(now)
+            for claim in claims:
+                self._events.pop(claim.key, None)  # claimed: its queued expired event is moot
+            total += self.dispatcher.submit(claims, source)
+            if len(claims) < limit:
+                break
+        self.last_sweep_ms = self.redis_now_ms()
+        self.metrics.swept()
+        return total
+
+    async def run_timer(self) -> None:
+        """Sleep until the next due time or the sweep interval, then sweep; forever."""
+        delay_s = 0.0
+        while True:
+            try:
+                claimed = await self.sweep_once("timer")
+                delay_s = await self._next_delay_s(claimed)
+            except RedisError as exc:
+                delay_s = min(max(delay_s * 2, 0.1), 5.0)
+                log.warning("redis.sweep_failed", error=str(exc), retry_in_s=delay_s)
+            _raise_if_cancelled()
+            await self._wait(delay_s)
+
+    def _refill_at(self) -> int:
+        """Free slots worth a claim round trip: refilling one slot at a time wastes the trip."""
+        return max(1, min(self._daemon.sweep_batch, self._daemon.concurrency) // 4)
+
+    async def _next_delay_s(self, claimed: int) -> float:
+        interval_s = self._daemon.sweep_interval_ms / 1000
+        if self.dispatcher.free_slots() < self._refill_at():
+            return interval_s  # woken early once enough slots are free
+        nxt = await self.store.next_due()
+        if nxt is None:
+            return interval_s
+        now = self.redis_now_ms()
+        until_due_ms = nxt[1] - now
+        if until_due_ms <= 0:
+            return 0.01 if claimed == 0 else 0.0  # due but held by another instance's lease
+        if until_due_ms > DISARM_AHEAD_MS:
+            # Wake a little early to disarm what comes due, then sleep to the due instant.
+            return min(interval_s, (until_due_ms - DISARM_AHEAD_MS) / 1000)
+        await self._disarm(now)
+        return min(interval_s, until_due_ms / 1000)
+
+    async def _disarm(self, now_ms: int) -> None:
+        """Delete trigger keys due within the horizon (once each), so they raise no events."""
+        until = now_ms + DISARM_AHEAD_MS
+        start = max(self._disarmed_until_ms, now_ms)
+        if until > start:
+            await self.store.disarm(start, until)
+            self._disarmed_until_ms = until
+
+    async def _wait(self, delay_s: float) -> None:
+        self.wake.clear()
+        self.planned_wake_ms = self.redis_now_ms() + int(delay_s * 1000)
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self.wake.wait())]
+        if self.dispatcher.free_slots() < self._refill_at():
+            waiters.append(asyncio.ensure_future(self._capacity(self._refill_at())))
+        try:
+            await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _capacity(self, slots: int) -> None:
+        """Return once at least ``slots`` processing slots are free."""
+        while self.dispatcher.free_slots() < slots:
+            self.dispatcher.slot_freed.clear()
+            await self.dispatcher.slot_freed.wait()
+
+    def add_event_keys(self, keys: list[str]) -> None:
+        """Queue trigger keys announced by expired events (never blocks the subscriber)."""
+        arrived = time.monotonic()
+        for key in keys:
+            self._events.setdefault(key, arrived)
+        self._event_ready.set()
+
+    async def run_events(self) -> None:
+        """Claim queued event keys in batches; forever."""
+        while True:
+            await self._event_ready.wait()
+            self._event_ready.clear()
+            while self._events:
+                await self._claim_event_batch()
+                _raise_if_cancelled()
+
+    async def _claim_event_batch(self) -> None:
+        await self._capacity(1)
+        batch = list(islice(self._events, min(EVENT_BATCH, self.dispatcher.free_slots())))
+        try:
+            now, claims = await self._claim_events(*self._split_by_age(batch))
+        except RedisError as exc:
+            log.warning("redis.claim_failed", error=str(exc), keys=len(batch))
+            await asyncio.sleep(0.2)
+            return
+        for key in batch:
+            self._events.pop(key, None)
+        self._observe_clock(now)
+        self.dispatcher.submit(claims, "event")
+
+    def _split_by_age(self, batch: list[str]) -> tuple[list[str], list[str]]:
+        """(fresh, stale) events: only a fresh one may adopt a record-less key as a raw reminder.
+
+        A finished one-shot leaves a fired marker for ``raw_dedupe_window``; an event read
+        later than that (a backlog queues events for many seconds) would find neither record
+        nor marker and fire the reminder again. Half the window leaves room for the gap
+        between the completion and the event's arrival.
+        """
+        oldest_fresh = time.monotonic() - self._daemon.raw_dedupe_window_ms / 2000
+        fresh = [k for k in batch if self._events[k] >= oldest_fresh]
+        stale = [k for k in batch if self._events[k] < oldest_fresh]
+        return fresh, stale
+
+    async def _claim_events(self, fresh: list[str], stale: list[str]) -> tuple[int, list[Claim]]:
+        now, claims = 0, []
+        for keys, adopt in ((fresh, True), (stale, False)):
+            if keys:
+                now, got = await self.store.claim_keys(
+                    self.instance, keys, lease_ms=self._daemon.lease_ms, adopt_raw=adopt
+                )
+                claims += got
+        self._stale_events += len(stale)
+        if self._stale_events and time.monotonic() - self._stale_logged_at >= 5.0:
+            log.warning(
+                "events.stale",
+                keys=self._stale_events,
+                note="expired events queued too long to adopt raw keys safely; indexed ones claimed",
+            )
+            self._stale_events, self._stale_logged_at = 0, time.monotonic()
+        return now, claims
+
+    async def drain_backlog(self) -> int:
+        """Start-up: claim everything already due, waiting for capacity as needed."""
+        total = 0
+        while True:
+            claimed = await self.sweep_once("startup")
+            total += claimed
+            _scheduled, due = await self.store.counts(self.redis_now_ms())
+            if due == 0 or (claimed == 0 and self.dispatcher.free_slots() > 0):
+                return total
+            if self.dispatcher.free_slots() < self._refill_at():
+                await self._capacity(self._refill_at())
+
+
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation that redis-py swallowed.
+
+    redis-py 8.1 (asyncio) sometimes loses a CancelledError delivered while a command is in
+    flight (about one cancel in six while a script reply is being read, measured against a
+    private redis-server). A loop cancelled at shutdown then runs on, and the daemon never
+    exits on SIGTERM. ``Task.cancelling()`` still remembers the request.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

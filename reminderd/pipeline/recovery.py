@@ -1,0 +1,147 @@
+"""Start-up reconciliation and the periodic repairs around the live path.
+
+Reconciliation runs before live service: adopt raw trigger keys written while no daemon
+ran, re-create trigger keys that vanished early, then claim every occurrence that came
+due while we were away (each goes through the one pipeline, under its misfire policy).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import structlog
+from redis.exceptions import RedisError
+
+from reminderd.config.model import Settings
+from reminderd.core.trigger_keys import TriggerKey, parse_key
+from reminderd.pipeline.intake import Sweeper
+from reminderd.storage.server import ServerIdentity, server_identity
+from reminderd.storage.store import Store
+from reminderd.telemetry.metrics import Metrics
+
+log = structlog.get_logger("reminderd.pipeline.recovery")
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+class Maintenance:
+    """Adoption scans, trigger-key repair, start-up recovery, gauges and server watch."""
+
+    def __init__(
+        self, store: Store, sweeper: Sweeper, metrics: Metrics, settings: Callable[[], Settings]
+    ) -> None:
+        self.store = store
+        self.sweeper = sweeper
+        self.metrics = metrics
+        self.settings = settings
+        self._cursors: dict[str, int] = {}
+        self._server: ServerIdentity | None = None
+        self._scheduled_seen = 0  # index size at the last look, to tell a wiped Redis
+
+    async def reconcile(self) -> dict[str, int]:
+        """Adopt, repair and recover; the counts for the start-up summary line."""
+        self._server = await server_identity(self.store.redis)
+        started = time.monotonic()
+        adopted = repaired = recovered = 0
+        try:
+            adopted = await self.adopt_all()
+            repaired = await self.repair_all()
+            recovered = await self.sweeper.drain_backlog()
+        except RedisError as exc:
+            # A read-only replica, or Redis gone mid-way: the periodic sweep retries the same
+            # work with backoff, so exiting (and a restart loop under systemd) gains nothing.
+            log.error("reconcile.failed", error=str(exc), note="serving anyway; the sweep keeps retrying")
+        summary = {
+            "recovered": recovered,
+            "repaired": repaired,
+            "adopted": adopted,
+            "reconcile_ms": round((time.monotonic() - started) * 1000),
+        }
+        log.info("reconcile.done", **summary)
+        return summary
+
+    async def adopt_all(self) -> int:
+        """Scan every rule prefix to the end (start-up)."""
+        total = 0
+        for prefix in self.settings().prefixes:
+            cursor = 0
+            while True:
+                cursor, n = await self._adopt_step(prefix, cursor, 1000)
+                total += n
+                if cursor == 0:
+                    break
+        return total
+
+    async def adopt_scan(self) -> None:
+        """Periodic, bounded: continue each prefix's SCAN where the last run stopped."""
+        budget = self.settings().daemon.adoption_batch
+        for prefix in self.settings().prefixes:
+            cursor = self._cursors.get(prefix, 0)
+            step, seen = min(1000, budget), 0
+            while seen < budget:
+                cursor, _n = await self._adopt_step(prefix, cursor, step)
+                seen += step
+                if cursor == 0:
+                    break
+            self._cursors[prefix] = cursor
+
+    async def _adopt_step(self, prefix: str, cursor: int, count: int) -> tuple[int, int]:
+        pattern = _GLOB.sub(r"\\\1", prefix) + "-*"
+        cursor, keys = await self.store.scan_trigger_keys(cursor, pattern, count)
+        prefixes = self.settings().prefixes
+        wanted = [k for k in keys if isinstance(p := parse_key(k, prefixes), TriggerKey) and p.rule == prefix]
+        if not wanted:
+            return cursor, 0
+        adopted, _known, _other = await self.store.adopt(wanted)
+        if adopted:
+            self.metrics.adopted(prefix, adopted)
+            log.info("reminder.adopted", count=adopted, rule=prefix)
+        return cursor, adopted
+
+    async def repair_all(self) -> int:
+        """Re-create missing trigger keys of every future index entry."""
+        repaired, start = 0, await self.store.rank_after(await self.store.now_ms())
+        while page := await self.store.index_page(start, 1000):
+            start += len(page)
+            repaired += await self.store.repair([m for m, _ in page])
+        if repaired:
+            log.warning(
+                "reminder.repaired", count=repaired, note="trigger keys had vanished before their due time"
+            )
+        return repaired
+
+    async def refresh_gauges(self) -> int:
+        """Update scheduled/backlog gauges; the backlog."""
+        scheduled, backlog = await self.store.counts(self.sweeper.redis_now_ms())
+        self._scheduled_seen = scheduled
+        self.metrics.set_scheduled(scheduled)
+        self.metrics.set_backlog(backlog)
+        return backlog
+
+    async def server_changed(self) -> bool:
+        """True (once) when Redis's run id or replication id changed since the last look."""
+        try:
+            current = await server_identity(self.store.redis)
+        except RedisError:
+            return False
+        before, self._server = self._server, current
+        if before is None or (before.run_id == current.run_id and before.replid == current.replid):
+            return False
+        log.warning(
+            "redis.server_changed",
+            old_run_id=before.run_id,
+            new_run_id=current.run_id,
+            note="a restart or failover: re-applying notification flags and sweeping now",
+        )
+        scheduled, _ = await self.store.counts(self.sweeper.redis_now_ms())
+        # Other daemons' heartbeats may already be in the new Redis: an index that was
+        # not empty a heartbeat ago and is now is the sign that counts.
+        if scheduled == 0 and (current.keys == 0 or self._scheduled_seen > 0):
+            log.error(
+                "redis.data_lost",
+                scheduled_before=self._scheduled_seen,
+                note="the new Redis holds no data: reminders scheduled before are gone "
+                "(enable AOF persistence to keep them across restarts)",
+            )
+        return True

@@ -1,0 +1,153 @@
+"""The subscriber: expired events and wake-ups, read fast and handed on.
+
+It never processes anything itself, so a burst of expirations cannot back up into
+Redis's pubsub output buffer and get this connection cut. redis-py re-subscribes
+silently after a dropped connection; a second confirmation for a channel is how we
+notice, and every re-subscription triggers an immediate sweep (events may have been
+lost while the connection was down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from reminderd.core.trigger_keys import Rejection, parse_key
+from reminderd.storage.names import Names, expired_channel
+from reminderd.telemetry.metrics import Metrics
+
+log = structlog.get_logger("reminderd.pipeline.subscriber")
+
+
+class Listener:
+    """Subscribes to ``__keyevent@<db>__:expired`` and the namespace's wake channel."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        db: int,
+        names: Names,
+        metrics: Metrics,
+        *,
+        prefixes: Callable[[], tuple[str, ...]],
+        on_keys: Callable[[list[str]], None],
+        on_wake: Callable[[int | None], None],
+        on_resubscribe: Callable[[], None],
+    ) -> None:
+        self.client = client
+        self.channel = expired_channel(db)
+        self.names = names
+        self.metrics = metrics
+        self.prefixes = prefixes
+        self.on_keys = on_keys
+        self.on_wake = on_wake
+        self.on_resubscribe = on_resubscribe
+        self.subscribed = asyncio.Event()
+        self.canaries: dict[str, asyncio.Future[None]] = {}
+        self._logged_reasons: set[str] = set()
+        self._internal = names.namespace + ":"
+
+    async def run(self) -> None:
+        """Listen forever, reconnecting with backoff."""
+        delay_s = 0.1
+        while True:
+            try:
+                await self._listen()
+            except RedisError as exc:
+                self.subscribed.clear()
+                self.metrics.set_subscriber_connected(False)
+                log.warning("redis.subscriber_disconnected", error=str(exc), retry_in_s=delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+            else:
+                delay_s = 0.1
+
+    async def _listen(self) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=False)
+        confirmed: set[str] = set()
+        try:
+            await pubsub.subscribe(self.channel, self.names.wake)
+            while True:
+                msg = await pubsub.get_message(timeout=None)
+                if msg is not None:
+                    self._dispatch(msg, confirmed)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _dispatch(self, msg: dict[str, Any], confirmed: set[str]) -> None:
+        kind, channel = msg["type"], msg["channel"]
+        if kind == "subscribe":
+            self._on_subscribe(channel, confirmed)
+        elif kind == "message":
+            if channel == self.channel:
+                self._on_expired(msg["data"])
+            elif channel == self.names.wake:
+                self.on_wake(_int_or_none(msg["data"]))
+
+    def _on_subscribe(self, channel: str, confirmed: set[str]) -> None:
+        if channel in confirmed:
+            log.warning("redis.resubscribed", channel=channel)
+            if channel == self.channel:
+                self.on_resubscribe()
+            return
+        confirmed.add(channel)
+        if len(confirmed) == 2:
+            self.subscribed.set()
+            self.metrics.set_subscriber_connected(True)
+            log.info("redis.subscribed", channel=self.channel)
+
+    def _on_expired(self, key: str) -> None:
+        if key.startswith(self._internal):
+            fut = self.canaries.pop(key, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        parsed = parse_key(key, self.prefixes())
+        if isinstance(parsed, Rejection):
+            self._reject(parsed)
+            return
+        self.on_keys([key])
+
+    def _reject(self, rejection: Rejection) -> None:
+        no_rule = rejection.reason == "matches no configured rule prefix"
+        self.metrics.rejected_key("no_rule" if no_rule else "malformed")
+        if no_rule:
+            # Other applications' keys expire in the same database: count, log the first only.
+            if "no_rule" not in self._logged_reasons:
+                self._logged_reasons.add("no_rule")
+                log.info(
+                    "key.ignored", key=_printable(rejection.name), reason=rejection.reason, note="logged once"
+                )
+            return
+        log.warning("key.rejected", key=_printable(rejection.name), reason=rejection.reason)
+
+    def expect_canary(self, key: str) -> asyncio.Future[None]:
+        """A future resolved when the expired event of canary ``key`` arrives."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.canaries[key] = fut
+        return fut
+
+
+def _printable(name: str) -> str:
+    """A key name fit for a JSON log line.
+
+    Names arrive decoded with ``surrogateescape``; the lone surrogates that stand for
+    bytes that are not UTF-8 cannot be encoded, and a log line that fails to render
+    would take the subscriber (and the daemon) down. They are shown as ``\\xff``.
+    """
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return ascii(name)
+
+
+def _int_or_none(data: str) -> int | None:
+    try:
+        return int(data)
+    except (TypeError, ValueError):
+        return None

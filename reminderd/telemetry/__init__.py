@@ -1,0 +1,1 @@
+"""What the daemon tells the outside: Prometheus metrics and health, structured logs, systemd notify."""
