@@ -13,11 +13,10 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from bench.model import Fire
-from bench.system import Item, WorkerSystem
+from bench.system import Item, WorkerSystem, write_raw
 from bench.worker import mark_ready, worker_main
 
 CHANNEL = "__keyevent@0__:expired"
-CHUNK = 1000
 
 
 class NaiveSystem(WorkerSystem):
@@ -28,13 +27,9 @@ class NaiveSystem(WorkerSystem):
     reports_settle = False  # done = the subscriber process exited, which is no work of its own
     module = "bench.naive"
 
-    async def schedule(self, items: Sequence[Item]) -> None:
-        """Pipelined ``SET key 1 PXAT due``."""
-        for i in range(0, len(items), CHUNK):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key, due in items[i : i + CHUNK]:
-                    pipe.set(key, "1", pxat=due)
-                await pipe.execute()
+    async def schedule(self, items: Sequence[Item], *, raw: bool = False) -> None:
+        """Pipelined ``SET key 1 PXAT due``: raw keys are this design's only way in."""
+        await write_raw(self.client, items)
 
     async def done(self) -> bool:
         """The subscriber exits once it has seen every key."""

@@ -32,8 +32,10 @@ class PollerSystem(WorkerSystem):
     reports_settle = True
     module = "bench.poller"
 
-    async def schedule(self, items: Sequence[Item]) -> None:
-        """Pipelined ``ZADD`` in chunks."""
+    async def schedule(self, items: Sequence[Item], *, raw: bool = False) -> None:
+        """Pipelined ``ZADD`` in chunks; a bare sorted set has no raw-key path."""
+        if raw:
+            raise ValueError("the bare poller has no raw-key path")
         for i in range(0, len(items), CHUNK):
             await self.client.zadd(INDEX, dict(items[i : i + CHUNK]))
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from bench.model import Fire, read_fires
-from bench.system import Item, ProcessGroup
+from bench.system import Item, ProcessGroup, write_raw
 from reminderd.api import AsyncReminders, When
 from reminderd.config import load_config
 from reminderd.storage.connection import make_client
@@ -48,6 +48,7 @@ class ReminderdSystem:
         self.names = Names(self.settings.namespace)
         self.client: aioredis.Redis = make_client(self.settings.redis, url)
         self.api = AsyncReminders(self.client, self.settings)
+        self.expect = 0
 
     def _config(self, log_level: str) -> dict[str, Any]:
         """Defaults everywhere except the processor and logging (per-fire logs off)."""
@@ -62,6 +63,7 @@ class ReminderdSystem:
 
     async def start(self, expect: int, *, wait_ready: bool = True) -> None:
         """Spawn the daemons; ready means every instance has written its heartbeat."""
+        self.expect = expect
         for i in range(self.daemons):
             self.group.spawn(daemon_args(str(self.config)), f"daemon-{i}.log")
         if not wait_ready:
@@ -72,13 +74,16 @@ class ReminderdSystem:
                 raise RuntimeError(f"{self.name} did not start:\n{self.group.log_tail()}")
             await asyncio.sleep(0.02)
 
-    async def schedule(self, items: Sequence[Item]) -> None:
-        """Through the public API's bulk call (validation, pipelined schedule scripts)."""
-        await self.api.schedule_many((key, None, When(at=due)) for key, due in items)
+    async def schedule(self, items: Sequence[Item], *, raw: bool = False) -> None:
+        """Raw ``SET … PXAT`` keys, or the public API's bulk call (validation, pipelined scripts)."""
+        if raw:
+            await write_raw(self.client, items)
+        else:
+            await self.api.schedule_many((key, None, When(at=due)) for key, due in items)
 
     async def done(self) -> bool:
-        """Every one-shot completed: the due index is empty."""
-        return int(await self.client.zcard(self.names.due)) == 0
+        """As many occurrences completed as the scenario expects (the shared ``fired`` counter)."""
+        return int(await self.client.hget(self.names.stats, "fired") or 0) >= self.expect
 
     async def stop(self) -> list[Fire]:
         """SIGTERM (the no-op writes its records at close) and read every instance's file."""

@@ -30,6 +30,9 @@ class Scenario:
     n: int
     rate: int = 0  # steady only: reminders per second
     seconds: float = 0.0  # steady only
+    raw: bool = False  # burst only: producers write raw keys (``SET … PXAT``), not the API
+    background: int = 0  # burst only: raw keys due in a day, written before the burst
+    lazy_expiry: bool = False  # burst only: Redis's active expiry off (``DEBUG SET-ACTIVE-EXPIRE 0``)
 
 
 def make_items(n: int, due_of: list[int] | int) -> list[Item]:
@@ -38,11 +41,13 @@ def make_items(n: int, due_of: list[int] | int) -> list[Item]:
     return [(f"send_message-u{i}-bench", dues[i]) for i in range(n)]
 
 
-async def timed_schedule(system: System, client: aioredis.Redis, items: list[Item], res: Result) -> None:
+async def timed_schedule(
+    system: System, client: aioredis.Redis, items: list[Item], res: Result, *, raw: bool = False
+) -> None:
     """Schedule and record the time taken and the memory added per reminder."""
     before = await used_memory(client)
     started = time.perf_counter()
-    await system.schedule(items)
+    await system.schedule(items, raw=raw)
     res.schedule_s = time.perf_counter() - started
     res.bytes_per_reminder = (await used_memory(client) - before) / len(items)
 
@@ -57,13 +62,25 @@ async def wait_done(system: System, res: Result, deadline_ms: float) -> float | 
     return None
 
 
+async def write_background(system: System, client: aioredis.Redis, sc: Scenario) -> None:
+    """``sc.background`` reminders due in a day (raw keys in a raw scenario), as a million users look."""
+    if sc.lazy_expiry:
+        await client.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")  # type: ignore[no-untyped-call]
+    if not sc.background:
+        return
+    day_ms = int(now_ms()) + 86_400_000
+    items = [(f"send_message-bg{i}-daily", day_ms + i) for i in range(sc.background)]
+    await system.schedule(items, raw=sc.raw)
+
+
 async def burst(system: System, client: aioredis.Redis, sc: Scenario) -> Result:
     """N reminders all due at one instant, the system already running."""
     res = Result(system.name, sc.name, sc.n)
     await system.start(sc.n)
+    await write_background(system, client, sc)
     due = int(now_ms() + 1500 + sc.n * 1000 / ASSUMED_RATE)
     items = make_items(sc.n, due)
-    await timed_schedule(system, client, items, res)
+    await timed_schedule(system, client, items, res, raw=sc.raw)
     if now_ms() > due:
         res.notes.append("scheduling overran the due instant")
     settled = await wait_done(system, res, due + system.patience_s * 1000)
@@ -138,6 +155,7 @@ def full_scenarios() -> list[Scenario]:
         Scenario("burst100k", "burst", 100_000),
         Scenario("steady", "steady", 0, rate=1000, seconds=60),
         Scenario("recovery", "recovery", 100_000),
+        *raw_scenarios(20_000, 100_000, 1_000_000),
     ]
 
 
@@ -148,4 +166,21 @@ def quick_scenarios() -> list[Scenario]:
         Scenario("burst100k", "burst", 5_000),
         Scenario("steady", "steady", 0, rate=1000, seconds=5),
         Scenario("recovery", "recovery", 5_000),
+        *raw_scenarios(2_000, 5_000, 50_000),
     ]
+
+
+def raw_scenarios(small: int, large: int, background: int) -> list[Scenario]:
+    """Raw ``SET … PXAT`` bursts: alone, among background raw keys, and with lazy expiry only."""
+    return [
+        Scenario("raw20k", "burst", small, raw=True),
+        Scenario("raw100k", "burst", large, raw=True),
+        Scenario("raw20k+1M", "burst", small, raw=True, background=background),
+        Scenario("api20k+1M", "burst", small, background=background),
+        Scenario("raw20k-lazy", "burst", small, raw=True, lazy_expiry=True),
+    ]
+
+
+# The scenarios a system that has only one way in runs (unless asked for by --only).
+CLASSIC = {"burst20k", "burst100k", "steady", "recovery"}
+RAW = {"raw20k", "raw100k", "raw20k+1M", "raw20k-lazy"}

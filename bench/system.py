@@ -32,8 +32,8 @@ class System(Protocol):
     async def start(self, expect: int, *, wait_ready: bool = True) -> None:
         """Start its processes; ``expect`` is how many fires make it done."""
 
-    async def schedule(self, items: Sequence[Item]) -> None:
-        """Schedule reminders the way this system's producers would."""
+    async def schedule(self, items: Sequence[Item], *, raw: bool = False) -> None:
+        """Schedule reminders the way this system's producers would (``raw``: ``SET … PXAT``)."""
 
     async def done(self) -> bool:
         """True once everything scheduled has fired (checked from outside, cheaply)."""
@@ -98,6 +98,18 @@ class ProcessGroup:
             text = path.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"{path.name}:\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+RAW_CHUNK = 1000  # SETs per pipeline round trip
+
+
+async def write_raw(client: aioredis.Redis, items: Sequence[Item]) -> None:
+    """What any producer in any language does: pipelined ``SET key 1 PXAT due``."""
+    for i in range(0, len(items), RAW_CHUNK):
+        async with client.pipeline(transaction=False) as pipe:
+            for key, due in items[i : i + RAW_CHUNK]:
+                pipe.set(key, "1", pxat=due)
+            await pipe.execute()
 
 
 async def used_memory(client: aioredis.Redis) -> int:
