@@ -17,13 +17,14 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from reminderd.errors import ConfigError
+from reminderd.telemetry.log_output import LogOutput, output_for
 
 Format = Literal["auto", "json", "console"]
 LEVELS: Mapping[str, int] = {
@@ -96,7 +97,7 @@ def _shared_processors(extra: Sequence[Processor]) -> list[Processor]:
     ]
 
 
-def _renderer(fmt: Format, stream: TextIO) -> list[Processor]:
+def _renderer(fmt: Format, stream: LogOutput) -> list[Processor]:
     """The final processors: JSON lines, or the console renderer on a terminal."""
     if fmt == "json" or (fmt == "auto" and not stream.isatty()):
         return [structlog.processors.JSONRenderer(serializer=_dumps)]
@@ -118,7 +119,7 @@ def _check(level: str, fmt: str) -> int:
     return number
 
 
-def _route_stdlib(formatter: logging.Formatter, level: int, stream: TextIO) -> None:
+def _route_stdlib(formatter: logging.Formatter, level: int, stream: LogOutput) -> None:
     """Replace our root handler (never anyone else's) so stdlib records share the format."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
@@ -141,13 +142,13 @@ def configure_logging(
 ) -> None:
     """Configure structlog and stdlib logging; safe to call again to change level or format."""
     number = _check(level, fmt)
-    out = stream if stream is not None else sys.stdout
+    out = output_for(stream if stream is not None else sys.stdout)
     shared = _shared_processors(extra_processors)
     final = _renderer(fmt, out)
     structlog.configure(
         processors=[*shared, *final],
         wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),  # write + flush is all it uses
         context_class=dict,
         cache_logger_on_first_use=False,
     )
