@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from bench.bullmq_sys import BullMQSystem, missing_tools
 from bench.machine import machine_facts
 from bench.model import Result
 from bench.naive import NaiveSystem
@@ -34,6 +35,7 @@ SYSTEMS: dict[str, Factory] = {
     "reminderd-2": lambda url: ReminderdSystem(url, daemons=2),
     "naive-sub": NaiveSystem,
     "bare-poller": PollerSystem,
+    "bullmq": BullMQSystem,
     "reminderd-1-info": lambda url: ReminderdSystem(url, daemons=1, log_level="info"),
 }
 # Systems that run only some scenarios unless asked for by --only: the poller has no raw
@@ -42,6 +44,7 @@ LIMITED = {
     "reminderd-1-info": {"burst20k"},
     "reminderd-2": CLASSIC,
     "bare-poller": CLASSIC,
+    "bullmq": CLASSIC,
     "naive-sub": CLASSIC | RAW,
 }
 
@@ -72,6 +75,10 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Scenario]]:
             raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
         scenarios = [s for s in scenarios if s.name in args.scenario]
     systems = args.only or list(SYSTEMS)
+    skipped = missing_tools()
+    if skipped and "bullmq" in systems:
+        print(f"[bench] bullmq {skipped}", file=sys.stderr)
+        systems = [s for s in systems if s != "bullmq"]
     pairs = []
     for sc in scenarios:
         for name in systems:

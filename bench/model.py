@@ -26,7 +26,13 @@ class Result:
     fired: int = 0
     lost: int = 0
     dup: int = 0
+    worker_cpu_s: float | None = None  # CPU of the system's own processes over the scenario
+    redis_cpu_s: float | None = None  # CPU of its Redis server over the scenario
     notes: list[str] = field(default_factory=list)
+
+    def cpu_per_fire_us(self, cpu_s: float | None) -> float | None:
+        """Microseconds of ``cpu_s`` per reminder fired."""
+        return None if cpu_s is None or not self.fired else cpu_s / self.fired * 1e6
 
     @property
     def schedule_rate(self) -> float | None:

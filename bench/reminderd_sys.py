@@ -85,6 +85,10 @@ class ReminderdSystem:
         """As many occurrences completed as the scenario expects (the shared ``fired`` counter)."""
         return int(await self.client.hget(self.names.stats, "fired") or 0) >= self.expect
 
+    def cpu_s(self) -> float:
+        """CPU seconds of the daemon processes so far."""
+        return self.group.cpu_s()
+
     async def stop(self) -> list[Fire]:
         """SIGTERM (the no-op writes its records at close) and read every instance's file."""
         await self.group.terminate()

@@ -11,6 +11,7 @@ from typing import Any
 from bench.model import Result
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BULLMQ = "bullmq"
 HEADER = (
     "system",
     "scenario",
@@ -24,6 +25,9 @@ HEADER = (
     "p99 ms",
     "max ms",
     "B/rem",
+    "worker µs/fire",
+    "Redis µs/fire",
+    "drain vs BullMQ",
     "lost",
     "dup",
 )
@@ -33,8 +37,15 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def row(r: Result) -> list[str]:
-    """One table row."""
+def _vs_bullmq(r: Result, bullmq: Result | None) -> str:
+    """This row's drain time over BullMQ's in the same scenario (below 1: faster than BullMQ)."""
+    if bullmq is None or not bullmq.drain_s or r.drain_s is None or bullmq.lost:
+        return "–"
+    return f"{r.drain_s / bullmq.drain_s:.2f}×"
+
+
+def row(r: Result, bullmq: Result | None = None) -> list[str]:
+    """One table row; ``bullmq`` is BullMQ's row of the same scenario, if it ran."""
     late = r.lateness_ms
     return [
         r.system,
@@ -46,6 +57,9 @@ def row(r: Result) -> list[str]:
         _f(r.settle_s),
         *(_f(late.get(q), 0) for q in ("p50", "p95", "p99", "max")),
         _f(r.bytes_per_reminder, 0) if r.scenario != "steady" else "–",
+        _f(r.cpu_per_fire_us(r.worker_cpu_s), 0),
+        _f(r.cpu_per_fire_us(r.redis_cpu_s), 0),
+        _vs_bullmq(r, bullmq),
         str(r.lost),
         str(r.dup),
     ]
@@ -54,7 +68,8 @@ def row(r: Result) -> list[str]:
 def table(results: Sequence[Result]) -> str:
     """A Markdown table (readable as plain text too)."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(row(r)) + " |" for r in results]
+    bullmq = {r.scenario: r for r in results if r.system == BULLMQ}
+    lines += ["| " + " | ".join(row(r, bullmq.get(r.scenario))) + " |" for r in results]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from bench.model import Result, score
-from bench.system import Item, System, now_ms, used_memory
+from bench.system import Item, System, now_ms, redis_cpu_s, used_memory
 
 ASSUMED_RATE = 10_000  # reminders/s: sets how far ahead a burst is due
 STEADY_LEAD_MS = 1000  # the steady producer schedules each reminder this far ahead
@@ -52,9 +52,27 @@ async def timed_schedule(
     res.bytes_per_reminder = (await used_memory(client) - before) / len(items)
 
 
+class CpuMeter:
+    """CPU the system's processes and its Redis spend from ``start`` on (samples while they run)."""
+
+    def __init__(self, system: System, client: aioredis.Redis) -> None:
+        self.system, self.client = system, client
+        self.worker0 = self.redis0 = 0.0
+
+    async def start(self) -> CpuMeter:
+        self.worker0, self.redis0 = self.system.cpu_s(), await redis_cpu_s(self.client)
+        return self
+
+    async def record(self, res: Result) -> None:
+        """Write the CPU used since ``start`` into ``res``."""
+        res.worker_cpu_s = self.system.cpu_s() - self.worker0
+        res.redis_cpu_s = await redis_cpu_s(self.client) - self.redis0
+
+
 async def wait_done(system: System, res: Result, deadline_ms: float) -> float | None:
     """Poll ``done`` until the wall-clock deadline; the wall ms when it became true."""
     while now_ms() < deadline_ms:
+        system.cpu_s()  # a worker that exits by itself keeps the figure it had when last seen
         if await system.done():
             return now_ms() if system.reports_settle else None
         await asyncio.sleep(0.01)
@@ -80,10 +98,12 @@ async def burst(system: System, client: aioredis.Redis, sc: Scenario) -> Result:
     await write_background(system, client, sc)
     due = int(now_ms() + 1500 + sc.n * 1000 / ASSUMED_RATE)
     items = make_items(sc.n, due)
+    meter = await CpuMeter(system, client).start()
     await timed_schedule(system, client, items, res, raw=sc.raw)
     if now_ms() > due:
         res.notes.append("scheduling overran the due instant")
     settled = await wait_done(system, res, due + system.patience_s * 1000)
+    await meter.record(res)
     fires = await system.stop()
     first = score(res, dict.fromkeys((k for k, _ in items), float(due)), fires)
     if first:
@@ -99,8 +119,10 @@ async def steady(system: System, client: aioredis.Redis, sc: Scenario) -> Result
     await system.start(n)
     t0 = int(now_ms() + STEADY_LEAD_MS + 500)
     items = make_items(n, [t0 + (i * 1000) // sc.rate for i in range(n)])
+    meter = await CpuMeter(system, client).start()
     res.schedule_s = await produce(system, items)
     settled = await wait_done(system, res, items[-1][1] + system.patience_s * 1000)
+    await meter.record(res)
     fires = await system.stop()
     first = score(res, {k: float(d) for k, d in items}, fires)
     if first:
@@ -135,8 +157,10 @@ async def recovery(system: System, client: aioredis.Redis, sc: Scenario) -> Resu
     while now_ms() < due + 1000:
         await asyncio.sleep(0.05)  # downtime: every reminder is now overdue
     started = now_ms()
+    meter = await CpuMeter(system, client).start()
     await system.start(sc.n, wait_ready=False)
     settled = await wait_done(system, res, started + system.patience_s * 1000)
+    await meter.record(res)
     fires = await system.stop()
     first = score(res, dict.fromkeys((k for k, _ in items), float(due)), fires)
     if first:

@@ -41,6 +41,9 @@ class System(Protocol):
     async def stop(self) -> list[Fire]:
         """Stop its processes and collect every fire they recorded."""
 
+    def cpu_s(self) -> float:
+        """CPU seconds its processes used so far (read before ``stop``)."""
+
     async def close(self) -> None:
         """Release clients and temporary files."""
 
@@ -56,19 +59,27 @@ class ProcessGroup:
     def __init__(self, name: str) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.cpu_seen: dict[int, float] = {}
 
-    def spawn(self, args: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
-        """Start ``python <args>`` from the repository root, output to a log file."""
+    def spawn(
+        self, args: Sequence[str], log_name: str, *, program: str = sys.executable
+    ) -> subprocess.Popen[bytes]:
+        """Start ``program <args>`` (Python by default) from the repository root, output to a log file."""
         extra = os.environ.get("PYTHONPATH")
         path = str(ROOT) if not extra else f"{ROOT}{os.pathsep}{extra}"
         env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
         env.pop("REMINDERD_REDIS_URL", None)
         with (self.dir / log_name).open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+            proc = subprocess.Popen([program, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) of every child, as last seen alive (sample it while they run)."""
+        for p in self.procs:
+            if p.poll() is None:
+                self.cpu_seen[p.pid] = max(self.cpu_seen.get(p.pid, 0.0), process_cpu_s(p.pid))
+        return sum(self.cpu_seen.values())
 
     def all_exited(self) -> bool:
         """True when every child has ended."""
@@ -98,6 +109,21 @@ class ProcessGroup:
             text = path.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"{path.name}:\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process, from ``/proc/<pid>/stat`` (0 where unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu_s(client: aioredis.Redis) -> float:
+    """The server's own CPU seconds so far (``INFO cpu``, main thread and children)."""
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 RAW_CHUNK = 1000  # SETs per pipeline round trip
@@ -149,6 +175,10 @@ class WorkerSystem:
         self.group.spawn(args, f"{self.module.rsplit('.', 1)[-1]}.log")
         if wait_ready and not await wait_file(self.out.with_suffix(".ready"), 20):
             raise RuntimeError(f"{self.name} did not start:\n{self.group.log_tail()}")
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the worker process so far."""
+        return self.group.cpu_s()
 
     async def stop(self) -> list[Fire]:
         """SIGTERM (if still running) and read what it recorded."""
