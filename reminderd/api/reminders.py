@@ -90,9 +90,7 @@ class AsyncReminders:
 
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(
-            redis, Names(settings.namespace), fired_window_ms=settings.daemon.raw_dedupe_window_ms
-        )
+        self.store = Store(redis, Names(settings.namespace))
 
     def key_for(self, key: str | None, user: str | None, type_: str | None, rule: str | None) -> str:
         """Resolve a key from either a full key or user/type(/rule) parts; validates it."""

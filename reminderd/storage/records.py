@@ -1,13 +1,16 @@
-"""The shapes the store reads and writes: requests, claims, completions, payload codec.
+"""The shapes the store reads and writes: the record's fields, requests, claims, verdicts.
 
 Kept apart from ``store`` so the scripts' callers and the parsing of their replies can be
-read (and tested) without the Redis plumbing.
+read (and tested) without the Redis plumbing. ``RecordField`` is the one table of the
+record hash's field names: the Lua prelude is generated from it, so a script and this
+codec cannot disagree about a letter.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from reminderd.core.schedules import Once, Schedule, schedule_from_json
@@ -15,11 +18,47 @@ from reminderd.errors import PayloadError
 from reminderd.models import Misfire, Reminder
 
 AUX_SEP = "\x1f"  # separates a trigger key from an auxiliary record tag in index members
+DONE_SEP = ","  # separates processor names in the done list (config forbids it in names)
+ERROR_MAX_CHARS = 2000  # the last error kept on a record and in a dead letter
+
+
+class RecordField(StrEnum):
+    """Fields of the record hash ``Names.record`` (one letter each: millions of records)."""
+
+    DUE = "d"  # due time in epoch ms (moved by retries and deferrals)
+    NOMINAL = "n"  # the schedule's due time when ``d`` was moved (absent: ``d``)
+    OCCURRENCE = "o"  # occurrence number, 1 for the first
+    ATTEMPTS = "a"  # failed attempts of this occurrence
+    PAYLOAD = "p"  # payload JSON (absent: ``{}``)
+    SCHEDULE = "s"  # schedule JSON (absent: once)
+    MISFIRE = "m"  # misfire policy (absent: the rule's)
+    DONE = "f"  # processors finished for this occurrence, ``DONE_SEP``-separated
+    RAW = "r"  # "1": adopted from a raw trigger key
+    ERROR = "e"  # last error text
+
+
+# The record fields a claim returns per occurrence, in this order (``parse_claims``).
+CLAIM_FIELDS = (
+    RecordField.DUE,
+    RecordField.OCCURRENCE,
+    RecordField.ATTEMPTS,
+    RecordField.PAYLOAD,
+    RecordField.SCHEDULE,
+    RecordField.NOMINAL,
+    RecordField.MISFIRE,
+    RecordField.DONE,
+    RecordField.RAW,
+)
 
 
 def key_of(member: str) -> str:
     """The trigger key an index member belongs to."""
     return member.split(AUX_SEP, 1)[0]
+
+
+def split_done(text: str) -> tuple[str, ...]:
+    """A stored done list as names."""
+    return tuple(x for x in text.split(DONE_SEP) if x)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +71,30 @@ class ScheduleRequest:
     payload_json: str = ""
     misfire: Misfire | None = None
     only_if_absent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    """A dead letter to schedule again as a one-shot, deleting the dead letter in the same step.
+
+    With ``aux`` the replay gets its own index member (``key``, ``AUX_SEP``, ``tag``) beside
+    a live reminder of the same key, which it leaves alone.
+    """
+
+    key: str
+    tag: str
+    due_at_ms: int
+    nominal_ms: int
+    occurrence: int
+    payload_json: str
+    done: tuple[str, ...]
+    dead_id: str
+    aux: bool
+
+    @property
+    def member(self) -> str:
+        """The index member the replay is written under."""
+        return f"{self.key}{AUX_SEP}{self.tag}" if self.aux else self.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +121,81 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """One finished occurrence for ``complete_many``: ``next_due_ms`` None means done."""
+    """A finished occurrence: re-armed at ``next_due_ms``, or deleted when it is None.
+
+    ``stat`` names the cumulative counter it adds to (``''``: none).
+    """
 
     member: str
     occurrence: int
     next_due_ms: int | None
+    stat: str = "fired"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A failed attempt to try again at ``retry_at_ms``; ``done`` processors do not run again."""
+
+    member: str
+    occurrence: int
+    retry_at_ms: int
+    error: str
+    done: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """An occurrence moved to ``until_ms`` without using an attempt (quiet hours, rate limit)."""
+
+    member: str
+    occurrence: int
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRequest:
+    """An occurrence given up: dead-lettered, then re-armed at ``next_due_ms`` or deleted."""
+
+    member: str
+    occurrence: int
+    reason: str
+    error: str
+    done: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    next_due_ms: int | None = None
+
+
+FinishItem = Completion | Retry | Deferral | DeadLetterRequest
+
+
+def finish_args(item: FinishItem) -> list[str | int]:
+    """One verdict as its group of ``finish.lua`` arguments (kind letter first)."""
+    head: list[str | int] = [item.member, item.occurrence]
+    match item:
+        case Completion():
+            return ["C", *head, _opt(item.next_due_ms), item.stat]
+        case Retry():
+            return ["R", *head, item.retry_at_ms, item.error[:ERROR_MAX_CHARS], DONE_SEP.join(item.done)]
+        case Deferral():
+            return ["W", *head, item.until_ms]
+        case DeadLetterRequest():
+            done, pending = DONE_SEP.join(item.done), DONE_SEP.join(item.pending)
+            error = item.error[:ERROR_MAX_CHARS]
+            return ["D", *head, _opt(item.next_due_ms), error, done, item.reason, pending]
+
+
+def _opt(ms: int | None) -> str | int:
+    return "" if ms is None else ms
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """What one adoption pass found among raw trigger keys."""
+
+    adopted: int
+    known: int  # already had a record
+    other: int  # not a reminder (no expiry, not a string, gone)
+    oversized: tuple[str, ...]  # dead-lettered and deleted: value above ``payload_max_bytes``
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:
@@ -93,24 +226,26 @@ def decode_payload(text: str) -> dict[str, Any]:
 
 
 def parse_claims(res: list[Any]) -> tuple[int, list[Claim]]:
-    """Parse the claim script's flat reply: Redis now, then ten values per claimed occurrence."""
+    """Parse a claim script's flat reply: Redis now, then per claim its member and CLAIM_FIELDS."""
     now = int(res[0])
+    width = 1 + len(CLAIM_FIELDS)
     claims = []
-    for i in range(1, len(res), 10):
-        m, d, o, a, p, s, n, mis, f, r = res[i : i + 10]
-        due = int(d)
+    for i in range(1, len(res), width):
+        f = dict(zip(CLAIM_FIELDS, res[i + 1 : i + width], strict=True))
+        due = int(f[RecordField.DUE])
+        nominal = f[RecordField.NOMINAL]
         claims.append(
             Claim(
-                member=m,
+                member=res[i],
                 due_at_ms=due,
-                nominal_due_ms=int(n) if n else due,
-                occurrence=int(o),
-                attempts=int(a) if a else 0,
-                payload_json=p,
-                schedule=_schedule(s, n or d),
-                misfire=Misfire(mis) if mis else None,
-                done=tuple(x for x in f.split(",") if x),
-                raw=r == "1",
+                nominal_due_ms=int(nominal) if nominal else due,
+                occurrence=int(f[RecordField.OCCURRENCE]),
+                attempts=int(f[RecordField.ATTEMPTS] or 0),
+                payload_json=f[RecordField.PAYLOAD],
+                schedule=_schedule(f[RecordField.SCHEDULE], nominal or f[RecordField.DUE]),
+                misfire=Misfire(f[RecordField.MISFIRE]) if f[RecordField.MISFIRE] else None,
+                done=split_done(f[RecordField.DONE]),
+                raw=f[RecordField.RAW] == "1",
                 now_ms=now,
             )
         )
@@ -123,17 +258,18 @@ def _schedule(text: str, nominal: str) -> Schedule:
 
 def reminder_from_fields(member: str, fields: dict[str, str]) -> Reminder:
     """Build a ``Reminder`` from a record hash (rule/user/type parsed by the caller)."""
-    due = int(fields["d"])
+    due = fields[RecordField.DUE]
+    misfire = fields.get(RecordField.MISFIRE)
     return Reminder(
         key=key_of(member),
         rule="",
         user_id="",
         type="",
-        payload=decode_payload(fields.get("p", "")),
-        schedule=_schedule(fields.get("s", ""), fields.get("n", fields["d"])),
-        due_at_ms=due,
-        occurrence=int(fields.get("o", 1)),
-        attempt=int(fields.get("a", 0)),
-        misfire=Misfire(fields["m"]) if fields.get("m") else Misfire.FIRE_ONCE,
-        done=tuple(x for x in fields.get("f", "").split(",") if x),
+        payload=decode_payload(fields.get(RecordField.PAYLOAD, "")),
+        schedule=_schedule(fields.get(RecordField.SCHEDULE, ""), fields.get(RecordField.NOMINAL, due)),
+        due_at_ms=int(due),
+        occurrence=int(fields.get(RecordField.OCCURRENCE, 1)),
+        attempt=int(fields.get(RecordField.ATTEMPTS, 0)),
+        misfire=Misfire(misfire) if misfire else Misfire.FIRE_ONCE,
+        done=split_done(fields.get(RecordField.DONE, "")),
     )
