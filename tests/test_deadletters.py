@@ -1,4 +1,4 @@
-"""Dead letters through the CLI: list, replay (plain and auxiliary) and purge, on real fail.lua entries."""
+"""Dead letters through the CLI: list, replay (plain and auxiliary) and purge, on real script entries."""
 
 from __future__ import annotations
 

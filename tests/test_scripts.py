@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Monitor
 
 from reminderd.core.schedules import Every
 from reminderd.storage.records import AUX_SEP, RecordField
-from reminderd.storage.scripts import prelude
+from reminderd.storage.scripts import prelude, source
 from reminderd.storage.store import (
     Adoption,
     Completion,
@@ -65,11 +68,68 @@ def test_only_the_prelude_spells_names_clock_and_ownership() -> None:
         assert not re.search(r"ARGV\[[12]\]", body), path.name  # namespace, instance: the prelude's
 
 
-def test_single_reminder_scripts_touch_only_declared_keys() -> None:
+def test_single_reminder_scripts_reach_keys_only_through_keys() -> None:
     """Scripts about one reminder reach its keys through KEYS (the prelude's ONE), never a builder."""
     for name in SINGLE_REMINDER:
         body = (SCRIPTS / f"{name}.lua").read_text()
         assert not re.search(r"\b(record_key|lock_key|fired_key|aux_key|keys_of)\(", body), name
+
+
+_MONITOR_LINE = re.compile(r"^[0-9.]+ \[\d+ (\S+)\] (.*)$")
+_NO_KEY = {"publish", "time"}
+
+
+async def undeclared_keys(redis_url: str, action: Callable[[], Awaitable[object]]) -> list[str]:
+    """Keys that single-reminder scripts run by ``action`` touched without declaring them.
+
+    Read from MONITOR, where a script's own commands carry the client ``lua`` and follow the
+    EVALSHA that declared its keys. Keys compare in MONITOR's escaped form.
+    """
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    marker = "end-of-action"
+    shas = {hashlib.sha1(source(name).encode()).hexdigest() for name in SINGLE_REMINDER}
+    found: list[str] = []
+    single = False
+    try:
+        async with client.monitor() as monitor:
+            assert monitor.connection is not None
+            await action()
+            await client.execute_command("ECHO", marker)
+            declared: set[str] = set()
+            while True:
+                line = _MONITOR_LINE.match(str(await monitor.connection.read_response()))
+                assert line is not None
+                who, parts = line[1], Monitor.command_re.findall(line[2])
+                command = parts[0].lower()
+                if command == "echo" and parts[1:] == [marker]:
+                    return found
+                if command == "evalsha":
+                    single = parts[1] in shas
+                    declared = set(parts[3 : 3 + int(parts[2])])
+                elif who == "lua" and single and command not in _NO_KEY:
+                    keys = parts[1:] if command == "del" else parts[1:2]
+                    found += [k for k in keys if k not in declared]
+    finally:
+        await client.aclose()
+
+
+async def test_single_reminder_scripts_declare_every_key_they_touch(
+    store: Store, r: aioredis.Redis, redis_url: str
+) -> None:
+    """Schedule, replace, replay beside a live reminder, mark done and cancel touch only declared KEYS."""
+    now = await redis_now(r)
+    entry_id, dead = await test_store._dead_letter(store, r, Every(60_000, now - 50), now - 50)
+
+    async def single_reminder_calls() -> None:
+        await store.schedule(req("send_message-7-x", now + 60_000))
+        await store.schedule(req("send_message-7-x", now + 70_000))
+        await store.replay(replay_of(entry_id, dead, now, aux=True))
+        claim = await claim_one(store)
+        await store.mark_done("A", claim, "sms")
+        await store.cancel(KEY)
+        await store.cancel("send_message-7-x")
+
+    assert await undeclared_keys(redis_url, single_reminder_calls) == []
 
 
 # -- the trigger-key rule ---------------------------------------------------------------

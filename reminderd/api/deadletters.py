@@ -53,7 +53,7 @@ def _int(text: str | None, default: int = 0) -> int:
 
 
 def to_dead_letter(entry_id: str, fields: Mapping[str, str]) -> DeadLetter:
-    """A stream entry (fields written by ``fail.lua``) as a ``DeadLetter``."""
+    """A stream entry (fields written by the scripts' ``dead_letter`` step) as a ``DeadLetter``."""
     return DeadLetter(
         id=entry_id,
         key=fields.get("key", ""),
