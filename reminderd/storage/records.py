@@ -1,4 +1,4 @@
-"""The shapes the store reads and writes: the record's fields, requests, claims, verdicts.
+"""The shapes the store reads and writes: the record's fields, requests, claims, replies.
 
 Kept apart from ``store`` so the scripts' callers and the parsing of their replies can be
 read (and tested) without the Redis plumbing. ``RecordField`` is the one table of the
@@ -58,7 +58,7 @@ def key_of(member: str) -> str:
 
 def split_done(text: str) -> tuple[str, ...]:
     """A stored done list as names."""
-    return tuple(x for x in text.split(DONE_SEP) if x)
+    return tuple(x for x in text.split(DONE_SEP) if x) if text else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,75 +120,6 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class Completion:
-    """A finished occurrence: re-armed at ``next_due_ms``, or deleted when it is None.
-
-    ``stat`` names the cumulative counter it adds to (``''``: none).
-    """
-
-    member: str
-    occurrence: int
-    next_due_ms: int | None
-    stat: str = "fired"
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """A failed attempt to try again at ``retry_at_ms``; ``done`` processors do not run again."""
-
-    member: str
-    occurrence: int
-    retry_at_ms: int
-    error: str
-    done: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Deferral:
-    """An occurrence moved to ``until_ms`` without using an attempt (quiet hours, rate limit)."""
-
-    member: str
-    occurrence: int
-    until_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRequest:
-    """An occurrence given up: dead-lettered, then re-armed at ``next_due_ms`` or deleted."""
-
-    member: str
-    occurrence: int
-    reason: str
-    error: str
-    done: tuple[str, ...] = ()
-    pending: tuple[str, ...] = ()
-    next_due_ms: int | None = None
-
-
-FinishItem = Completion | Retry | Deferral | DeadLetterRequest
-
-
-def finish_args(item: FinishItem) -> list[str | int]:
-    """One verdict as its group of ``finish.lua`` arguments (kind letter first)."""
-    head: list[str | int] = [item.member, item.occurrence]
-    match item:
-        case Completion():
-            return ["C", *head, _opt(item.next_due_ms), item.stat]
-        case Retry():
-            return ["R", *head, item.retry_at_ms, item.error[:ERROR_MAX_CHARS], DONE_SEP.join(item.done)]
-        case Deferral():
-            return ["W", *head, item.until_ms]
-        case DeadLetterRequest():
-            done, pending = DONE_SEP.join(item.done), DONE_SEP.join(item.pending)
-            error = item.error[:ERROR_MAX_CHARS]
-            return ["D", *head, _opt(item.next_due_ms), error, done, item.reason, pending]
-
-
-def _opt(ms: int | None) -> str | int:
-    return "" if ms is None else ms
-
-
-@dataclass(frozen=True, slots=True)
 class Adoption:
     """What one adoption pass found among raw trigger keys."""
 
@@ -225,27 +156,42 @@ def decode_payload(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_value": value}
 
 
+_AT = {name: i for i, name in enumerate(CLAIM_FIELDS, start=1)}  # offsets after the member
+_DUE, _OCC, _ATT, _PAY = (
+    _AT[RecordField.DUE],
+    _AT[RecordField.OCCURRENCE],
+    _AT[RecordField.ATTEMPTS],
+    _AT[RecordField.PAYLOAD],
+)
+_SCH, _NOM, _MIS, _DONE, _RAW = (
+    _AT[RecordField.SCHEDULE],
+    _AT[RecordField.NOMINAL],
+    _AT[RecordField.MISFIRE],
+    _AT[RecordField.DONE],
+    _AT[RecordField.RAW],
+)
+
+
 def parse_claims(res: list[Any]) -> tuple[int, list[Claim]]:
     """Parse a claim script's flat reply: Redis now, then per claim its member and CLAIM_FIELDS."""
     now = int(res[0])
     width = 1 + len(CLAIM_FIELDS)
     claims = []
     for i in range(1, len(res), width):
-        f = dict(zip(CLAIM_FIELDS, res[i + 1 : i + width], strict=True))
-        due = int(f[RecordField.DUE])
-        nominal = f[RecordField.NOMINAL]
+        row = res[i : i + width]
+        due, nominal, misfire = row[_DUE], row[_NOM], row[_MIS]
         claims.append(
             Claim(
-                member=res[i],
-                due_at_ms=due,
-                nominal_due_ms=int(nominal) if nominal else due,
-                occurrence=int(f[RecordField.OCCURRENCE]),
-                attempts=int(f[RecordField.ATTEMPTS] or 0),
-                payload_json=f[RecordField.PAYLOAD],
-                schedule=_schedule(f[RecordField.SCHEDULE], nominal or f[RecordField.DUE]),
-                misfire=Misfire(f[RecordField.MISFIRE]) if f[RecordField.MISFIRE] else None,
-                done=split_done(f[RecordField.DONE]),
-                raw=f[RecordField.RAW] == "1",
+                member=row[0],
+                due_at_ms=int(due),
+                nominal_due_ms=int(nominal or due),
+                occurrence=int(row[_OCC]),
+                attempts=int(row[_ATT] or 0),
+                payload_json=row[_PAY],
+                schedule=_schedule(row[_SCH], nominal or due),
+                misfire=Misfire(misfire) if misfire else None,
+                done=split_done(row[_DONE]),
+                raw=row[_RAW] == "1",
                 now_ms=now,
             )
         )

@@ -21,21 +21,16 @@ from reminderd.storage.records import (
     DONE_SEP,
     Adoption,
     Claim,
-    Completion,
-    DeadLetterRequest,
-    Deferral,
-    FinishItem,
     ReplayRequest,
-    Retry,
     ScheduleRequest,
     decode_payload,
     encode_payload,
-    finish_args,
     key_of,
     parse_claims,
     reminder_from_fields,
 )
 from reminderd.storage.scripts import Scripts
+from reminderd.storage.verdicts import Completion, DeadLetterRequest, Deferral, FinishItem, Retry, finish_args
 
 __all__ = [
     "AUX_SEP",
@@ -218,9 +213,7 @@ class Store:
     async def _finish(self, instance: str, items: Sequence[FinishItem], window_ms: int | None) -> list[bool]:
         if not items:
             return []
-        args: list[str | int] = ["" if window_ms is None else window_ms, DEAD_MAXLEN]
-        for item in items:
-            args += finish_args(item)
+        args = ["" if window_ms is None else window_ms, DEAD_MAXLEN, *finish_args(items)]
         return [bool(x) for x in await self._run("finish", instance=instance, args=args)]
 
     async def complete_many(

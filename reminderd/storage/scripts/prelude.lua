@@ -38,12 +38,6 @@ local function key_of(m)
   return m
 end
 
--- The keys of one index member, as a single-reminder script declares them in KEYS.
-local function keys_of(m)
-  local key = key_of(m)
-  return {trigger = key, record = record_key(m), lock = lock_key(m), fired = fired_key(key), aux = aux_key(key)}
-end
-
 local function lock_value(occ)
   return INSTANCE .. '|' .. occ
 end
@@ -85,33 +79,37 @@ local function add_done(rec, names)
   redis.call('HSET', rec, F.done, table.concat(out, DONE_SEP))
 end
 
+local function push_if(fields, name, value)
+  if value ~= '' then
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+end
+
 -- Write (or atomically replace) one reminder: record, index entry, trigger key or aux set.
 -- `r` holds the request's strings: due, nominal, payload, schedule, misfire, done,
--- occurrence ('' = continue numbering), only_if_absent ('1'). The replaced occurrence's
--- lock goes with it. Returns the occurrence number, or nil when only_if_absent found one.
-local function put(m, k, r, now)
-  local old = redis.call('HGET', k.record, F.occurrence)
-  if r.only_if_absent == '1' and (old or (not is_aux(m) and redis.call('EXISTS', k.trigger) == 1)) then
-    return nil
-  end
-  if old then redis.call('DEL', k.lock, k.record) end
+-- occurrence ('' = continue numbering), only_if_absent ('1'); `k` the keys a single-reminder
+-- script declared (nil: built from `m`). The replaced occurrence's lock goes with it.
+-- Returns the occurrence number, or nil when only_if_absent found one present.
+local function put(m, r, now, k)
+  local aux = is_aux(m)
+  local rec = k and k.record or record_key(m)
+  local old = redis.call('HGET', rec, F.occurrence)
+  if r.only_if_absent == '1' and (old or (not aux and redis.call('EXISTS', m) == 1)) then return nil end
+  if old then redis.call('DEL', k and k.lock or lock_key(m), rec) end
   local o = (r.occurrence ~= '' and tonumber(r.occurrence)) or (old and tonumber(old) + 1) or 1
   local fields = {F.due, r.due, F.occurrence, o}
-  local optional = {{F.nominal, r.nominal ~= r.due and r.nominal}, {F.payload, r.payload ~= '{}' and r.payload},
-    {F.schedule, r.schedule}, {F.misfire, r.misfire}}
-  for _, pair in ipairs(optional) do
-    if pair[2] and pair[2] ~= '' then
-      fields[#fields + 1] = pair[1]
-      fields[#fields + 1] = pair[2]
-    end
-  end
-  redis.call('HSET', k.record, unpack(fields))
-  add_done(k.record, r.done)
+  if r.nominal ~= r.due then push_if(fields, F.nominal, r.nominal) end
+  if r.payload ~= '{}' then push_if(fields, F.payload, r.payload) end
+  push_if(fields, F.schedule, r.schedule)
+  push_if(fields, F.misfire, r.misfire)
+  redis.call('HSET', rec, unpack(fields))
+  add_done(rec, r.done)
   redis.call('ZADD', DUE, r.due, m)
-  if is_aux(m) then
-    redis.call('SADD', k.aux, m)
+  if aux then
+    redis.call('SADD', k and k.aux or aux_key(key_of(m)), m)
   else
-    redis.call('DEL', k.fired)
+    redis.call('DEL', k and k.fired or fired_key(m))
     arm(m, r.due, now)
   end
   return o
@@ -153,11 +151,10 @@ local function postpone(m, rec, at, now)
 end
 
 -- The finish step of every verdict that ends an occurrence (a completion, a dead letter):
--- a recurring reminder moves to its next occurrence at `next_due` ('' = none), a finished
--- one-shot is deleted and, unless auxiliary, remembered for the fired-marker `window` ms
--- so a late expired event is not taken for a new raw key.
-local function finish(m, occ, next_due, now, window)
-  local rec = record_key(m)
+-- a recurring reminder (record `rec`) moves to its next occurrence at `next_due` ('' = none),
+-- a finished one-shot is deleted and, unless auxiliary, remembered for the fired-marker
+-- `window` ms so a late expired event is not taken for a new raw key.
+local function finish(m, rec, occ, next_due, now, window)
   if next_due == '' then
     redis.call('DEL', rec)
     redis.call('ZREM', DUE, m)

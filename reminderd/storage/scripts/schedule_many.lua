@@ -9,7 +9,7 @@ for i = 3, #ARGV, 6 do
   local key, due = ARGV[i], tonumber(ARGV[i + 1])
   local r = {due = ARGV[i + 1], nominal = '', payload = ARGV[i + 2], schedule = ARGV[i + 3],
     misfire = ARGV[i + 4], only_if_absent = ARGV[i + 5], done = '', occurrence = ''}
-  if put(key, keys_of(key), r, now) then
+  if put(key, r, now) then
     if lowest == nil or due < lowest then lowest = due end
     written = written + 1
   end
