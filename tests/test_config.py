@@ -344,6 +344,22 @@ PROC_LOG = "processors: {log: {type: log}}\n"
             "rules.send_message.processors: Tuple should have at least 1 item after validation, not 0",
         ),
         ("rules: {send_message: {}}", "rules.send_message.processors: Field required"),
+        (
+            "processors: {'sms,log': {type: log}, log: {type: log}}",
+            "processors.'sms,log': invalid processor name: use 1 to 64 letters, digits, '_', '-' or '.'",
+        ),
+        (
+            'processors: {"a\\nb": {type: log}, log: {type: log}}',
+            "processors.'a\\nb': invalid processor name: use 1 to 64 letters, digits, '_', '-' or '.'",
+        ),
+        (
+            "processors: {'': {type: log}, log: {type: log}}",
+            "processors.'': invalid processor name: use 1 to 64 letters, digits, '_', '-' or '.'",
+        ),
+        (
+            "rules: {send_message: {processors: [log, log]}}",
+            "rules.send_message.processors: 'log' is listed twice",
+        ),
         ("rules: {}", "rules: at least one rule is required"),
         (
             "rules: {' x': {processors: [log]}}",

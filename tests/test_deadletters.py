@@ -1,4 +1,4 @@
-"""Dead letters through the CLI: list, replay (plain and auxiliary) and purge, on real fail.lua entries."""
+"""Dead letters through the CLI: list, replay (plain and auxiliary) and purge, on real script entries."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from reminderd.config import load_config_text
 from reminderd.core.recurrence import next_due_ms
 from reminderd.errors import InputError
 from reminderd.storage.names import Names
+from reminderd.storage.store import DeadLetterRequest
 from tests import test_cli
 from tests.test_cli import CONFIG, Cli
 
@@ -39,16 +40,16 @@ def dead_letter(
             _, claims = await api.store.claim_due("test-1", limit=10, lease_ms=30_000)
             (claim,) = [c for c in claims if c.key == key]
             nxt = next_due_ms(claim.schedule, claim.nominal_due_ms)
-            outcome = await api.store.fail(
-                "test-1",
-                claim,
-                retry_at_ms=None,
-                error="HTTP 400: bad recipient",
-                done=["log"],
-                next_due_ms=nxt,
-                reason="permanent",
-                pending=["webhook"],
+            item = DeadLetterRequest(
+                claim.member,
+                claim.occurrence,
+                "permanent",
+                "HTTP 400: bad recipient",
+                ("log",),
+                ("webhook",),
+                nxt,
             )
+            outcome = await api.store.fail("test-1", item, fired_window_ms=10_000)
             assert outcome == 2
             rows = await client.xrevrange(NAMES.dead, count=1)
             return str(rows[0][0])

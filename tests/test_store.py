@@ -19,8 +19,12 @@ from reminderd.models import Misfire
 from reminderd.storage.names import Names
 from reminderd.storage.store import (
     AUX_SEP,
+    Adoption,
     Claim,
     Completion,
+    DeadLetterRequest,
+    ReplayRequest,
+    Retry,
     ScheduleRequest,
     Store,
     encode_payload,
@@ -41,8 +45,8 @@ async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 def store(r: aioredis.Redis) -> Store:
-    """A store in namespace ``t`` with a short fired-marker window."""
-    return Store(r, NAMES, fired_window_ms=WINDOW_MS)
+    """A store in namespace ``t``."""
+    return Store(r, NAMES)
 
 
 async def redis_now(r: aioredis.Redis) -> int:
@@ -80,6 +84,26 @@ async def dead_letters(r: aioredis.Redis) -> list[tuple[str, dict[str, str]]]:
 def req(key: str, due_ms: int, schedule: Schedule | None = None, **kw: Any) -> ScheduleRequest:
     """A schedule request; a one-shot at ``due_ms`` unless a schedule is given."""
     return ScheduleRequest(key=key, due_at_ms=due_ms, schedule=schedule or Once(due_ms), **kw)
+
+
+async def fail(store: Store, instance: str, item: Retry | DeadLetterRequest) -> int:
+    """``Store.fail`` with the test's fired-marker window."""
+    return await store.fail(instance, item, fired_window_ms=WINDOW_MS)
+
+
+def replay_of(entry_id: str, dead: dict[str, str], now: int, *, aux: bool) -> ReplayRequest:
+    """The replay of dead letter ``entry_id`` (fields ``dead``) as a one-shot due ``now``."""
+    return ReplayRequest(
+        KEY,
+        tag=f"replay:{entry_id}",
+        due_at_ms=now,
+        nominal_ms=int(dead["due"]),
+        occurrence=int(dead["occurrence"]),
+        payload_json=dead["payload"],
+        done=tuple(d for d in dead["done"].split(",") if d),
+        dead_id=entry_id,
+        aux=aux,
+    )
 
 
 async def claim_one(store: Store, instance: str = "A", lease_ms: int = 60_000) -> Claim:
@@ -128,7 +152,7 @@ async def test_schedule_stores_payload_schedule_and_misfire(store: Store, r: aio
 async def test_schedule_replace_continues_numbering(store: Store, r: aioredis.Redis) -> None:
     """Replacing a reminder bumps the occurrence, drops every old field and the old lock."""
     now = await redis_now(r)
-    claim = await due_claimed(store, KEY, now - 10, payload_json='{"a":1}', misfire=Misfire.SKIP)
+    await due_claimed(store, KEY, now - 10, payload_json='{"a":1}', misfire=Misfire.SKIP)
     await r.hset(NAMES.record(KEY), mapping={"a": "2", "f": "sms", "e": "boom"})
     due = now + 60_000
     assert await store.schedule(req(KEY, due, Cron("0 9 * * *", "UTC"))) == 2
@@ -137,7 +161,7 @@ async def test_schedule_replace_continues_numbering(store: Store, r: aioredis.Re
         "o": "2",
         "s": '{"cron":"0 9 * * *","tz":"UTC"}',
     }
-    assert not await r.exists(NAMES.lock(KEY, claim.occurrence))
+    assert not await r.exists(NAMES.lock(KEY))
     assert await r.zscore(NAMES.due, KEY) == due
     assert await store.schedule(req(KEY, due)) == 3
 
@@ -202,11 +226,11 @@ async def test_schedule_publishes_wake_only_for_a_new_earliest(store: Store, r: 
 
 async def test_cancel_removes_trigger_record_index_and_lock(store: Store, r: aioredis.Redis) -> None:
     """Cancel deletes everything of a reminder, the lock of a claimed occurrence included."""
-    claim = await due_claimed(store, KEY, await redis_now(r) - 10)
+    await due_claimed(store, KEY, await redis_now(r) - 10)
     await r.set(KEY, "1", px=60_000)
-    assert await r.exists(NAMES.lock(KEY, claim.occurrence))
+    assert await r.exists(NAMES.lock(KEY))
     assert await store.cancel(KEY) is True
-    assert not await r.exists(KEY, NAMES.record(KEY), NAMES.lock(KEY, claim.occurrence))
+    assert not await r.exists(KEY, NAMES.record(KEY), NAMES.lock(KEY))
     assert await r.zscore(NAMES.due, KEY) is None
 
 
@@ -276,8 +300,8 @@ async def test_claim_returns_record_and_moves_score_to_lease(store: Store, r: ai
     assert redis_ms >= now
     assert not await r.exists(KEY)
     assert await r.zscore(NAMES.due, KEY) == redis_ms + 30_000
-    assert await r.get(NAMES.lock(KEY, 1)) == "A|1"
-    assert 29_000 < await r.pttl(NAMES.lock(KEY, 1)) <= 30_000
+    assert await r.get(NAMES.lock(KEY)) == "A|1"
+    assert 29_000 < await r.pttl(NAMES.lock(KEY)) <= 30_000
 
 
 async def test_claim_drops_index_entries_without_record(store: Store, r: aioredis.Redis) -> None:
@@ -305,14 +329,14 @@ async def test_claim_again_after_lease_lapses(store: Store, r: aioredis.Redis) -
 
     again = await poll(reclaim)
     assert [(c.key, c.occurrence) for c in again] == [(KEY, first[0].occurrence)]
-    assert await r.get(NAMES.lock(KEY, 1)) == "B|1"
+    assert await r.get(NAMES.lock(KEY)) == "B|1"
 
 
 async def test_claim_keys_ignores_entries_not_yet_due(store: Store, r: aioredis.Redis) -> None:
     """An expired event for a reminder rescheduled to later claims nothing."""
     await store.schedule(req(KEY, await redis_now(r) + 60_000))
     assert (await store.claim_keys("A", [KEY], lease_ms=60_000, adopt_raw=True))[1] == []
-    assert not await r.exists(NAMES.lock(KEY, 1))
+    assert not await r.exists(NAMES.lock(KEY))
 
 
 # -- concurrency ------------------------------------------------------------------------
@@ -361,7 +385,8 @@ async def test_racing_completions_apply_only_the_lock_holders(redis_url: str, r:
     chunks = [items[i : i + 20] for i in range(0, 200, 20)]
     try:
         results = await asyncio.gather(
-            *(a.complete_many("A", ch) for ch in chunks), *(b.complete_many("B", ch) for ch in chunks)
+            *(a.complete_many("A", ch, fired_window_ms=WINDOW_MS) for ch in chunks),
+            *(b.complete_many("B", ch, fired_window_ms=WINDOW_MS) for ch in chunks),
         )
     finally:
         for c in clients:
@@ -389,7 +414,9 @@ async def test_claim_keys_adopts_an_unknown_raw_key(store: Store, r: aioredis.Re
 async def test_claim_keys_respects_fired_marker(store: Store, r: aioredis.Redis) -> None:
     """A duplicate expired event after a one-shot finished is not taken for a new raw key."""
     claim = await due_claimed(store, KEY, await redis_now(r) - 10)
-    await store.complete_many("A", [Completion(claim.member, claim.occurrence, None)])
+    await store.complete_many(
+        "A", [Completion(claim.member, claim.occurrence, None)], fired_window_ms=WINDOW_MS
+    )
     assert await r.exists(NAMES.fired(KEY))
     assert (await store.claim_keys("A", [KEY], lease_ms=60_000, adopt_raw=True))[1] == []
     assert not await r.exists(NAMES.record(KEY))
@@ -409,8 +436,11 @@ async def test_claim_keys_without_adoption_ignores_raw_keys(store: Store, r: aio
 async def test_complete_one_shot_deletes_and_marks_fired(store: Store, r: aioredis.Redis) -> None:
     """A finished one-shot loses record and index entry and leaves a fired marker for the window."""
     claim = await due_claimed(store, KEY, await redis_now(r) - 10)
-    assert await store.complete_many("A", [Completion(KEY, claim.occurrence, None)]) == 1
-    assert not await r.exists(NAMES.record(KEY), NAMES.lock(KEY, 1), KEY)
+    assert (
+        await store.complete_many("A", [Completion(KEY, claim.occurrence, None)], fired_window_ms=WINDOW_MS)
+        == 1
+    )
+    assert not await r.exists(NAMES.record(KEY), NAMES.lock(KEY), KEY)
     assert await r.zscore(NAMES.due, KEY) is None
     assert WINDOW_MS - 1000 < await r.pttl(NAMES.fired(KEY)) <= WINDOW_MS
     assert await r.hget(NAMES.stats, "fired") == "1"
@@ -422,7 +452,12 @@ async def test_complete_recurring_rearms(store: Store, r: aioredis.Redis) -> Non
     claim = await due_claimed(store, KEY, now - 10, schedule=Every(60_000, now - 10), payload_json='{"a":1}')
     await r.hset(NAMES.record(KEY), mapping={"a": "3", "f": "sms", "e": "boom", "n": str(now - 20)})
     nxt = now + 60_000 - 10
-    assert await store.complete_many("A", [Completion(KEY, claim.occurrence, nxt)], stat="skipped") == 1
+    assert (
+        await store.complete_many(
+            "A", [Completion(KEY, claim.occurrence, nxt)], stat="skipped", fired_window_ms=WINDOW_MS
+        )
+        == 1
+    )
     rec = await r.hgetall(NAMES.record(KEY))
     assert rec == {
         "d": str(nxt),
@@ -433,7 +468,7 @@ async def test_complete_recurring_rearms(store: Store, r: aioredis.Redis) -> Non
     }
     assert await r.zscore(NAMES.due, KEY) == nxt
     assert await r.pexpiretime(KEY) == nxt
-    assert not await r.exists(NAMES.lock(KEY, 1), NAMES.fired(KEY))
+    assert not await r.exists(NAMES.lock(KEY), NAMES.fired(KEY))
     assert await r.hget(NAMES.stats, "skipped") == "1"
 
 
@@ -442,7 +477,10 @@ async def test_complete_ignores_a_replaced_occurrence(store: Store, r: aioredis.
     now = await redis_now(r)
     claim = await due_claimed(store, KEY, now - 10)
     await store.schedule(req(KEY, now + 60_000, payload_json='{"new":1}'))
-    assert await store.complete_many("A", [Completion(KEY, claim.occurrence, None)]) == 0
+    assert (
+        await store.complete_many("A", [Completion(KEY, claim.occurrence, None)], fired_window_ms=WINDOW_MS)
+        == 0
+    )
     assert await r.hgetall(NAMES.record(KEY)) == {"d": str(now + 60_000), "o": "2", "p": '{"new":1}'}
     assert await r.exists(KEY)
     assert not await r.exists(NAMES.fired(KEY))
@@ -451,9 +489,12 @@ async def test_complete_ignores_a_replaced_occurrence(store: Store, r: aioredis.
 async def test_complete_from_non_holder_is_ignored(store: Store, r: aioredis.Redis) -> None:
     """An instance that does not hold the lock cannot complete the occurrence."""
     claim = await due_claimed(store, KEY, await redis_now(r) - 10)
-    assert await store.complete_many("B", [Completion(KEY, claim.occurrence, None)]) == 0
+    assert (
+        await store.complete_many("B", [Completion(KEY, claim.occurrence, None)], fired_window_ms=WINDOW_MS)
+        == 0
+    )
     assert await r.exists(NAMES.record(KEY))
-    assert await r.get(NAMES.lock(KEY, 1)) == "A|1"
+    assert await r.get(NAMES.lock(KEY)) == "A|1"
     assert await r.hget(NAMES.stats, "fired") is None
 
 
@@ -464,13 +505,12 @@ async def test_fail_schedules_a_retry(store: Store, r: aioredis.Redis) -> None:
     """A retry counts the attempt, moves due time and index, keeps nominal and done, frees the lock."""
     now = await redis_now(r)
     claim = await due_claimed(store, KEY, now - 10)
-    args: dict[str, Any] = {"next_due_ms": None, "reason": "", "pending": []}
-    assert await store.fail("A", claim, retry_at_ms=now + 5000, error="boom", done=["sms"], **args) == 1
+    assert await fail(store, "A", Retry(KEY, claim.occurrence, now + 5000, "boom", ("sms",))) == 1
     rec = await r.hgetall(NAMES.record(KEY))
     assert rec == {"d": str(now + 5000), "n": str(now - 10), "o": "1", "a": "1", "f": "sms", "e": "boom"}
     assert await r.zscore(NAMES.due, KEY) == now + 5000
-    assert not await r.exists(NAMES.lock(KEY, 1))
-    assert await store.fail("A", claim, retry_at_ms=now + 9000, error="again", done=[], **args) == 1
+    assert not await r.exists(NAMES.lock(KEY))
+    assert await fail(store, "A", Retry(KEY, claim.occurrence, now + 9000, "again")) == 1
     rec = await r.hgetall(NAMES.record(KEY))
     assert (rec["a"], rec["f"], rec["n"], rec["e"]) == ("2", "sms", str(now - 10), "again")
     assert await r.hget(NAMES.stats, "retried") == "2"
@@ -480,16 +520,10 @@ async def test_fail_dead_letters_a_one_shot(store: Store, r: aioredis.Redis) -> 
     """A dead letter carries every field; the one-shot is then deleted with a fired marker."""
     now = await redis_now(r)
     claim = await due_claimed(store, KEY, now - 10, payload_json='{"a":1}')
-    res = await store.fail(
-        "A",
-        claim,
-        retry_at_ms=None,
-        error="sms: 400",
-        done=["log"],
-        next_due_ms=None,
-        reason="permanent_failure",
-        pending=["sms", "hook"],
+    item = DeadLetterRequest(
+        KEY, claim.occurrence, "permanent_failure", "sms: 400", ("log",), ("sms", "hook")
     )
+    res = await fail(store, "A", item)
     assert res == 2
     ((_, fields),) = await dead_letters(r)
     assert now <= int(fields.pop("dead_at")) <= await redis_now(r)
@@ -504,7 +538,7 @@ async def test_fail_dead_letters_a_one_shot(store: Store, r: aioredis.Redis) -> 
         "payload": '{"a":1}',
         "due": str(now - 10),
     }
-    assert not await r.exists(NAMES.record(KEY), NAMES.lock(KEY, 1))
+    assert not await r.exists(NAMES.record(KEY), NAMES.lock(KEY))
     assert await r.zscore(NAMES.due, KEY) is None
     assert await r.exists(NAMES.fired(KEY))
     assert await r.hget(NAMES.stats, "dead") == "1"
@@ -515,16 +549,8 @@ async def test_fail_dead_letters_and_rearms_a_recurring(store: Store, r: aioredi
     now = await redis_now(r)
     claim = await due_claimed(store, KEY, now - 10, schedule=Every(60_000, now - 10))
     nxt = now + 60_000 - 10
-    res = await store.fail(
-        "A",
-        claim,
-        retry_at_ms=None,
-        error="x",
-        done=[],
-        next_due_ms=nxt,
-        reason="attempts_exhausted",
-        pending=["sms"],
-    )
+    item = DeadLetterRequest(KEY, claim.occurrence, "attempts_exhausted", "x", (), ("sms",), nxt)
+    res = await fail(store, "A", item)
     assert res == 2
     rec = await r.hgetall(NAMES.record(KEY))
     assert (rec["d"], rec["o"], rec["a"]) == (str(nxt), "2", "0")
@@ -540,11 +566,11 @@ async def test_fail_from_non_holder_or_stale_occurrence_is_ignored(store: Store,
     """Fail changes nothing for another instance's lock or a replaced occurrence."""
     now = await redis_now(r)
     claim = await due_claimed(store, KEY, now - 10)
-    args: dict[str, Any] = {"error": "x", "done": [], "next_due_ms": None, "reason": "r", "pending": []}
-    assert await store.fail("B", claim, retry_at_ms=now + 1000, **args) == 0
-    assert await store.fail("B", claim, retry_at_ms=None, **args) == 0
+    dead = DeadLetterRequest(KEY, claim.occurrence, "r", "x")
+    assert await fail(store, "B", Retry(KEY, claim.occurrence, now + 1000, "x")) == 0
+    assert await fail(store, "B", dead) == 0
     await store.schedule(req(KEY, now + 60_000))
-    assert await store.fail("A", claim, retry_at_ms=None, **args) == 0
+    assert await fail(store, "A", dead) == 0
     assert await r.xlen(NAMES.dead) == 0
     assert await r.hget(NAMES.record(KEY), "o") == "2"
 
@@ -573,7 +599,7 @@ async def test_defer_keeps_occurrence_and_nominal(store: Store, r: aioredis.Redi
     assert await r.hgetall(NAMES.record(KEY)) == {"d": str(now + 30_000), "n": str(now - 10), "o": "1"}
     assert await r.zscore(NAMES.due, KEY) == now + 30_000
     assert await r.pexpiretime(KEY) == now + 30_000
-    assert not await r.exists(NAMES.lock(KEY, 1))
+    assert not await r.exists(NAMES.lock(KEY))
     assert await store.defer("A", claim, now + 40_000) is True
     assert await r.hget(NAMES.record(KEY), "n") == str(now - 10)
 
@@ -593,10 +619,10 @@ async def test_renew_extends_only_own_leases(store: Store, r: aioredis.Redis) ->
     claim = await due_claimed(store, KEY, await redis_now(r) - 10)
     pair = [(claim.member, claim.occurrence)]
     assert await store.renew("B", pair, 120_000) == 0
-    assert await r.pttl(NAMES.lock(KEY, 1)) <= 60_000
+    assert await r.pttl(NAMES.lock(KEY)) <= 60_000
     before = await redis_now(r)
     assert await store.renew("A", [*pair, ("send_message-1-none", 1)], 120_000) == 1
-    assert 119_000 < await r.pttl(NAMES.lock(KEY, 1)) <= 120_000
+    assert 119_000 < await r.pttl(NAMES.lock(KEY)) <= 120_000
     score = await r.zscore(NAMES.due, KEY)
     assert score is not None
     assert before + 120_000 <= score <= await redis_now(r) + 120_000
@@ -619,7 +645,8 @@ async def test_adopt_records_raw_keys_with_ttl(store: Store, r: aioredis.Redis) 
     before = await redis_now(r)
     keys = [f"send_message-{i}-{t}" for i, t in enumerate(["json", "plain", "badjson", "array"], 1)]
     others = ["send_message-5-forever", "send_message-6-list", "send_message-8-gone"]
-    assert await store.adopt([*keys, *others, "send_message-7-known"]) == (4, 1, 3)
+    found = await store.adopt([*keys, *others, "send_message-7-known"], payload_max_bytes=1000)
+    assert found == Adoption(adopted=4, known=1, other=3, oversized=())
     json_rec = await r.hgetall(NAMES.record(keys[0]))
     assert json_rec["p"] == '{"text":"hi"}'
     assert (json_rec["o"], json_rec["r"]) == ("1", "1")
@@ -659,9 +686,7 @@ async def _dead_letter(
     claim = await due_claimed(store, KEY, due, schedule=schedule, payload_json='{"a":1}')
     await store.mark_done("A", claim, "log")
     nxt = None if schedule is None else due + 60_000
-    await store.fail(
-        "A", claim, retry_at_ms=None, error="e", done=["log"], next_due_ms=nxt, reason="r", pending=["sms"]
-    )
+    await fail(store, "A", DeadLetterRequest(KEY, claim.occurrence, "r", "e", ("log",), ("sms",), nxt))
     ((entry_id, fields),) = await dead_letters(r)
     return entry_id, fields
 
@@ -670,17 +695,7 @@ async def test_replay_as_one_shot_replaces_and_deletes_dead_letter(store: Store,
     """A replayed dead letter is a one-shot due now with its occurrence and done list, claimable."""
     now = await redis_now(r)
     entry_id, dead = await _dead_letter(store, r, None, now - 50)
-    await store.replay(
-        KEY,
-        tag=f"replay:{entry_id}",
-        due_at_ms=now,
-        nominal_ms=int(dead["due"]),
-        occurrence=int(dead["occurrence"]),
-        payload_json=dead["payload"],
-        done=dead["done"],
-        dead_id=entry_id,
-        aux=False,
-    )
+    await store.replay(replay_of(entry_id, dead, now, aux=False))
     assert await r.xlen(NAMES.dead) == 0
     rec = await r.hgetall(NAMES.record(KEY))
     assert rec == {"d": str(now), "n": str(now - 50), "o": "1", "p": '{"a":1}', "f": "log"}
@@ -695,17 +710,7 @@ async def test_replay_as_auxiliary_member_keeps_recurring_record(store: Store, r
     recurring = await r.hgetall(NAMES.record(KEY))
     expiry = await r.pexpiretime(KEY)
     member = f"{KEY}{AUX_SEP}replay:{entry_id}"
-    await store.replay(
-        KEY,
-        tag=f"replay:{entry_id}",
-        due_at_ms=now,
-        nominal_ms=int(dead["due"]),
-        occurrence=int(dead["occurrence"]),
-        payload_json=dead["payload"],
-        done=dead["done"],
-        dead_id=entry_id,
-        aux=True,
-    )
+    await store.replay(replay_of(entry_id, dead, now, aux=True))
     assert await r.xlen(NAMES.dead) == 0
     assert await r.hgetall(NAMES.record(KEY)) == recurring
     assert await r.pexpiretime(KEY) == expiry
@@ -720,7 +725,7 @@ async def test_replay_as_auxiliary_member_keeps_recurring_record(store: Store, r
     claim = await claim_one(store)
     assert (claim.member, claim.key, claim.occurrence, claim.done) == (member, KEY, 1, ("log",))
     assert await r.pexpiretime(KEY) == expiry
-    assert await store.complete_many("A", [Completion(member, 1, None)]) == 1
+    assert await store.complete_many("A", [Completion(member, 1, None)], fired_window_ms=WINDOW_MS) == 1
     assert not await r.exists(NAMES.record(member), NAMES.fired(KEY))
     assert await r.hgetall(NAMES.record(KEY)) == recurring
 

@@ -19,7 +19,6 @@ PUBLIC_OPTIONS = {"reminderd/api/reminders.py schedule"}
 # Still over a limit: this list only shrinks.
 KNOWN: set[str] = {
     "reminderd/daemon/lifecycle.py",
-    "reminderd/storage/store.py",
     "reminderd/telemetry/metrics.py",
     "reminderd/daemon/lifecycle.py _serve",
     "reminderd/pipeline/dispatch.py _handle",
@@ -31,8 +30,6 @@ KNOWN: set[str] = {
     "reminderd/pipeline/gates.py defer_for_quiet_hours",
     "reminderd/pipeline/subscriber.py __init__",
     "reminderd/storage/embedded.py __init__",
-    "reminderd/storage/store.py replay",
-    "reminderd/storage/store.py fail",
 }
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef

@@ -21,7 +21,8 @@ import redis.asyncio as aioredis
 from reminderd.errors import InputError, NotFoundError
 from reminderd.models import DeadLetter
 from reminderd.storage.names import Names
-from reminderd.storage.store import Store, decode_payload
+from reminderd.storage.records import split_done
+from reminderd.storage.store import ReplayRequest, Store, decode_payload
 
 _STREAM_ID = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?", re.ASCII)
 _PAGE = 500
@@ -52,7 +53,7 @@ def _int(text: str | None, default: int = 0) -> int:
 
 
 def to_dead_letter(entry_id: str, fields: Mapping[str, str]) -> DeadLetter:
-    """A stream entry (fields written by ``fail.lua``) as a ``DeadLetter``."""
+    """A stream entry (fields written by the scripts' ``dead_letter`` step) as a ``DeadLetter``."""
     return DeadLetter(
         id=entry_id,
         key=fields.get("key", ""),
@@ -119,17 +120,18 @@ class DeadLetters:
         aux = bool(await self.client.exists(self.names.record(key), key))
         payload = fields.get("payload", "")
         now_ms = await self.store.now_ms()
-        await self.store.replay(
+        req = ReplayRequest(
             key,
             tag=f"replay:{entry_id}",
             due_at_ms=now_ms,
             nominal_ms=_int(fields.get("due"), now_ms),
             occurrence=occurrence,
             payload_json="" if payload in ("", "{}") else payload,
-            done=fields.get("done", ""),
+            done=split_done(fields.get("done", "")),
             dead_id=entry_id,
             aux=aux,
         )
+        await self.store.replay(req)
         return Replayed(entry_id, key, occurrence, aux)
 
     async def replay_all(self) -> list[Replayed]:

@@ -23,6 +23,7 @@ from reminderd.core.trigger_keys import Rejection, format_key, parse_key
 from reminderd.errors import KeyNameError, NotFoundError, ScheduleError
 from reminderd.models import Misfire, Reminder
 from reminderd.storage.names import Names
+from reminderd.storage.records import RecordField
 from reminderd.storage.store import ScheduleRequest, Store, encode_payload, key_of
 
 Instant = datetime | int  # aware datetime, or epoch milliseconds
@@ -90,9 +91,7 @@ class AsyncReminders:
 
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(
-            redis, Names(settings.namespace), fired_window_ms=settings.daemon.raw_dedupe_window_ms
-        )
+        self.store = Store(redis, Names(settings.namespace))
 
     def key_for(self, key: str | None, user: str | None, type_: str | None, rule: str | None) -> str:
         """Resolve a key from either a full key or user/type(/rule) parts; validates it."""
@@ -167,7 +166,8 @@ class AsyncReminders:
         ``Reminder.misfire`` shows the default filled in, so passing it back would pin
         ``fire_once`` on a reminder whose rule says otherwise.
         """
-        raw: str | None = await self.store.redis.hget(self.store.names.record(key), "m")  # type: ignore[assignment]
+        record = self.store.names.record(key)
+        raw: str | None = await self.store.redis.hget(record, RecordField.MISFIRE)  # type: ignore[assignment]
         return Misfire(raw) if raw else None
 
     async def cancel(self, key: str) -> bool:

@@ -165,6 +165,9 @@ class MetricsSettings(Strict):
     port: Int = Field(9464, ge=0, le=65535)
 
 
+_PROCESSOR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
+
+
 def _default_processors() -> dict[str, ProcessorSettings]:
     return {"log": LogSettings()}
 
@@ -185,12 +188,26 @@ class Settings(Strict):
     )
 
     @model_validator(mode="after")
+    def _check_processor_names(self) -> Settings:
+        """A name is stored in every record's done list (comma-separated) and becomes a metric
+        label: a separator or control character in it would corrupt both."""
+        for name in self.processors:
+            if not _PROCESSOR_NAME.fullmatch(name):
+                raise ValueError(
+                    f"processors.{name!r}: invalid processor name: use 1 to 64 letters, digits, "
+                    "'_', '-' or '.'"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _check_references(self) -> Settings:
         for name, rule in self.rules.items():
             problem = prefix_problem(name)
             if problem:
                 raise ValueError(f"rules.{name!r}: invalid rule name: {problem}")
             for proc in rule.processors:
+                if rule.processors.count(proc) > 1:
+                    raise ValueError(f"rules.{name}.processors: {proc!r} is listed twice")
                 if proc not in self.processors:
                     known = ", ".join(sorted(self.processors)) or "none"
                     raise ValueError(

@@ -128,8 +128,8 @@ class Daemon:
     async def _serve(
         self, storage: aioredis.Redis, subscriber: aioredis.Redis, runtime: Runtime, stack: AsyncExitStack
     ) -> int:
-        store = Store(storage, self.names, fired_window_ms=self.settings.daemon.raw_dedupe_window_ms)
-        completer = Completer(store, self.me.instance)
+        store = Store(storage, self.names)
+        completer = Completer(store, self.me.instance, lambda: self.settings)
         dispatcher = Dispatcher(store, runtime, self.metrics, self.me.instance, completer)
         sweeper = Sweeper(store, dispatcher, self.metrics, self.me.instance)
         dispatcher.on_rearm = sweeper.nudge

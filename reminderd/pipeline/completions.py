@@ -8,10 +8,12 @@ to write is never silent; a batch that fails on a Redis error is retried with ba
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 from redis.exceptions import RedisError
 
+from reminderd.config.model import Settings
 from reminderd.storage.store import Completion, Store
 
 log = structlog.get_logger("reminderd.pipeline.completions")
@@ -20,9 +22,12 @@ log = structlog.get_logger("reminderd.pipeline.completions")
 class Completer:
     """Collects completions and flushes them together (up to ``max_batch``)."""
 
-    def __init__(self, store: Store, instance: str, *, max_batch: int = 500) -> None:
+    def __init__(
+        self, store: Store, instance: str, settings: Callable[[], Settings], *, max_batch: int = 500
+    ) -> None:
         self.store = store
         self.instance = instance
+        self._settings = settings  # read at each write: a reload may change the fired-marker window
         self.max_batch = max_batch
         self._pending: list[tuple[Completion, asyncio.Future[None], str]] = []
         self._wakeup = asyncio.Event()
@@ -58,8 +63,9 @@ class Completer:
         delay_s = 0.05
         while True:
             try:
+                window_ms = self._settings().daemon.raw_dedupe_window_ms
                 for stat, items in by_stat.items():
-                    await self.store.complete_many(self.instance, items, stat=stat)
+                    await self.store.complete_many(self.instance, items, stat=stat, fired_window_ms=window_ms)
                 break
             except RedisError as exc:
                 log.warning("redis.complete_failed", error=str(exc), retry_in_s=delay_s, batch=len(batch))

@@ -16,7 +16,7 @@ import structlog
 from reminderd.config.model import RuleSettings, Settings
 from reminderd.core.backoff import backoff_ms
 from reminderd.models import Occurrence
-from reminderd.storage.store import Claim, Store
+from reminderd.storage.store import Claim, DeadLetterRequest, Retry, Store
 from reminderd.telemetry.metrics import Metrics
 
 log = structlog.get_logger("reminderd.pipeline.failures")
@@ -60,6 +60,9 @@ class Failures:
         self._settings = settings  # read at each use: a reload may replace them mid-flight
         self._now_ms = now_ms
 
+    def _window_ms(self) -> int:
+        return self._settings().daemon.raw_dedupe_window_ms
+
     async def retry_or_dead(
         self,
         claim: Claim,
@@ -80,16 +83,8 @@ class Failures:
             return
         retry_after = max((o.retry_after_s or 0 for o in failed), default=0) or None
         retry_at = self._now_ms(claim) + backoff_ms(attempts, policy, retry_after_s=retry_after)
-        await self.store.fail(
-            self.instance,
-            claim,
-            retry_at_ms=retry_at,
-            error=error,
-            done=done,
-            next_due_ms=None,
-            reason="",
-            pending=[],
-        )
+        retry = Retry(claim.member, claim.occurrence, retry_at, error, tuple(done))
+        await self.store.fail(self.instance, retry, fired_window_ms=self._window_ms())
         for o in failed:
             self.metrics.retried(occ.rule, o.name)
         log.warning(
@@ -114,16 +109,10 @@ class Failures:
         next_due: int | None = None,
     ) -> None:
         """Dead-letter the occurrence; with ``next_due`` a recurring one stays scheduled."""
-        await self.store.fail(
-            self.instance,
-            claim,
-            retry_at_ms=None,
-            error=error,
-            done=done,
-            next_due_ms=next_due,
-            reason=reason,
-            pending=pending,
+        item = DeadLetterRequest(
+            claim.member, claim.occurrence, reason, error, tuple(done), tuple(pending), next_due
         )
+        await self.store.fail(self.instance, item, fired_window_ms=self._window_ms())
         self.metrics.dead_lettered(rule_name or "none")
         log.error(
             "reminder.dead_lettered",

@@ -93,11 +93,15 @@ class Maintenance:
         wanted = [k for k in keys if isinstance(p := parse_key(k, prefixes), TriggerKey) and p.rule == prefix]
         if not wanted:
             return cursor, 0
-        adopted, _known, _other = await self.store.adopt(wanted)
-        if adopted:
-            self.metrics.adopted(prefix, adopted)
-            log.info("reminder.adopted", count=adopted, rule=prefix)
-        return cursor, adopted
+        limit = self.settings().limits.payload_max_bytes
+        found = await self.store.adopt(wanted, payload_max_bytes=limit)
+        if found.adopted:
+            self.metrics.adopted(prefix, found.adopted)
+            log.info("reminder.adopted", count=found.adopted, rule=prefix)
+        for key in found.oversized:
+            self.metrics.dead_lettered(prefix)
+            log.error("reminder.dead_lettered", key=key, reason="payload_too_large", limit_bytes=limit)
+        return cursor, found.adopted
 
     async def repair_all(self) -> int:
         """Re-create missing trigger keys of every future index entry."""

@@ -23,28 +23,26 @@ class Names:
 
     namespace: str = "reminderd"
 
-    def record(self, key: str) -> str:
-        """HASH: the durable record of trigger key ``key`` (payload, schedule, due, ...)."""
-        return f"{self.namespace}:r:{key}"
-
-    @property
-    def record_prefix(self) -> str:
-        """Prefix of every record key, for scripts that build record names themselves."""
-        return f"{self.namespace}:r:"
+    def record(self, member: str) -> str:
+        """HASH: the durable record of an index member (fields: ``records.RecordField``)."""
+        return f"{self.namespace}:r:{member}"
 
     @property
     def due(self) -> str:
         """ZSET: trigger key -> due time in epoch ms. The source of truth for what fires."""
         return f"{self.namespace}:due"
 
-    def lock(self, key: str, occurrence: int) -> str:
-        """STRING (PX lease): the dedupe lock of one occurrence; value ``instance|occ``."""
-        return f"{self.namespace}:lock:{occurrence}:{key}"
+    def lock(self, member: str) -> str:
+        """STRING (PX lease): the dedupe lock of the member's current occurrence.
 
-    @property
-    def lock_prefix(self) -> str:
-        """Prefix of every lock key."""
-        return f"{self.namespace}:lock:"
+        Its value ``instance|occurrence`` (built by the Lua prelude only) names the holder and
+        the occurrence; one lock per member suffices, since a record holds one occurrence.
+        """
+        return f"{self.namespace}:lock:{member}"
+
+    def aux(self, key: str) -> str:
+        """SET: the auxiliary index members of trigger key ``key`` (replayed dead letters)."""
+        return f"{self.namespace}:aux:{key}"
 
     def fired(self, key: str) -> str:
         """STRING (PX window): marks a record-less raw key as fired, against duplicate events."""

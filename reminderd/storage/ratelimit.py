@@ -1,11 +1,11 @@
 """Token buckets in Redis, shared by every daemon instance that sends through one account.
 
-One Lua script refills and takes a token atomically, on Redis's clock (``TIME``), so
-instances on hosts with skewed clocks still share one rate. A caller that finds the
-bucket empty *reserves* the next free token (the token count goes negative) and sleeps
-until its turn: one round trip per send, first come first served, and the measured rate
-is the configured one. A reservation is only made when the wait is at most
-``max_wait_ms``; a longer queue means the caller should hand the work back (retry
+One Lua script (``scripts/take_token.lua``) refills and takes a token atomically, on
+Redis's clock (``TIME``), so instances on hosts with skewed clocks still share one rate.
+A caller that finds the bucket empty *reserves* the next free token (the token count goes
+negative) and sleeps until its turn: one round trip per send, first come first served, and
+the measured rate is the configured one. A reservation is only made when the wait is at
+most ``max_wait_ms``; a longer queue means the caller should hand the work back (retry
 later) instead of holding a concurrency slot that other rules need.
 
 The bucket hash (``Names.rate``) holds ``tokens`` (may be negative) and ``ts_ms`` (Redis
@@ -21,33 +21,7 @@ import redis.asyncio as aioredis
 
 from reminderd.errors import Deferred
 from reminderd.storage.names import Names
-
-_TAKE = """
-local rate = tonumber(ARGV[1]) / 1000.0
-local burst = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts_ms')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait = 0
-if tokens < 1 then
-  wait = math.ceil((1 - tokens) / rate)
-end
-if max_wait >= 0 and wait > max_wait then
-  return wait
-end
-tokens = tokens - 1
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts_ms', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 1000)
-return wait
-"""
+from reminderd.storage.scripts import Scripts
 
 
 class TokenBucket:
@@ -55,7 +29,7 @@ class TokenBucket:
 
     def __init__(self, redis: aioredis.Redis, names: Names) -> None:
         self._names = names
-        self._script = redis.register_script(_TAKE)
+        self._run = Scripts(redis, names)
 
     async def acquire(
         self, bucket: str, rate_per_s: float, burst: int, *, max_wait_ms: int | None = None
@@ -67,7 +41,7 @@ class TokenBucket:
         """
         limit = -1 if max_wait_ms is None else max_wait_ms
         args: list[str | int] = [repr(float(rate_per_s)), burst, limit]
-        return int(await self._script(keys=[self._names.rate(bucket)], args=args))
+        return int(await self._run("take_token", keys=[self._names.rate(bucket)], args=args))
 
     async def take(self, bucket: str, rate_per_s: float, burst: int, *, max_wait_ms: int) -> int:
         """Wait for a token in this coroutine only; ``Deferred`` when the queue is too long.

@@ -1,13 +1,16 @@
-"""The shapes the store reads and writes: requests, claims, completions, payload codec.
+"""The shapes the store reads and writes: the record's fields, requests, claims, replies.
 
 Kept apart from ``store`` so the scripts' callers and the parsing of their replies can be
-read (and tested) without the Redis plumbing.
+read (and tested) without the Redis plumbing. ``RecordField`` is the one table of the
+record hash's field names: the Lua prelude is generated from it, so a script and this
+codec cannot disagree about a letter.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from reminderd.core.schedules import Once, Schedule, schedule_from_json
@@ -15,11 +18,47 @@ from reminderd.errors import PayloadError
 from reminderd.models import Misfire, Reminder
 
 AUX_SEP = "\x1f"  # separates a trigger key from an auxiliary record tag in index members
+DONE_SEP = ","  # separates processor names in the done list (config forbids it in names)
+ERROR_MAX_CHARS = 2000  # the last error kept on a record and in a dead letter
+
+
+class RecordField(StrEnum):
+    """Fields of the record hash ``Names.record`` (one letter each: millions of records)."""
+
+    DUE = "d"  # due time in epoch ms (moved by retries and deferrals)
+    NOMINAL = "n"  # the schedule's due time when ``d`` was moved (absent: ``d``)
+    OCCURRENCE = "o"  # occurrence number, 1 for the first
+    ATTEMPTS = "a"  # failed attempts of this occurrence
+    PAYLOAD = "p"  # payload JSON (absent: ``{}``)
+    SCHEDULE = "s"  # schedule JSON (absent: once)
+    MISFIRE = "m"  # misfire policy (absent: the rule's)
+    DONE = "f"  # processors finished for this occurrence, ``DONE_SEP``-separated
+    RAW = "r"  # "1": adopted from a raw trigger key
+    ERROR = "e"  # last error text
+
+
+# The record fields a claim returns per occurrence, in this order (``parse_claims``).
+CLAIM_FIELDS = (
+    RecordField.DUE,
+    RecordField.OCCURRENCE,
+    RecordField.ATTEMPTS,
+    RecordField.PAYLOAD,
+    RecordField.SCHEDULE,
+    RecordField.NOMINAL,
+    RecordField.MISFIRE,
+    RecordField.DONE,
+    RecordField.RAW,
+)
 
 
 def key_of(member: str) -> str:
     """The trigger key an index member belongs to."""
     return member.split(AUX_SEP, 1)[0]
+
+
+def split_done(text: str) -> tuple[str, ...]:
+    """A stored done list as names."""
+    return tuple(x for x in text.split(DONE_SEP) if x) if text else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +71,30 @@ class ScheduleRequest:
     payload_json: str = ""
     misfire: Misfire | None = None
     only_if_absent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    """A dead letter to schedule again as a one-shot, deleting the dead letter in the same step.
+
+    With ``aux`` the replay gets its own index member (``key``, ``AUX_SEP``, ``tag``) beside
+    a live reminder of the same key, which it leaves alone.
+    """
+
+    key: str
+    tag: str
+    due_at_ms: int
+    nominal_ms: int
+    occurrence: int
+    payload_json: str
+    done: tuple[str, ...]
+    dead_id: str
+    aux: bool
+
+    @property
+    def member(self) -> str:
+        """The index member the replay is written under."""
+        return f"{self.key}{AUX_SEP}{self.tag}" if self.aux else self.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +120,13 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class Completion:
-    """One finished occurrence for ``complete_many``: ``next_due_ms`` None means done."""
+class Adoption:
+    """What one adoption pass found among raw trigger keys."""
 
-    member: str
-    occurrence: int
-    next_due_ms: int | None
+    adopted: int
+    known: int  # already had a record
+    other: int  # not a reminder (no expiry, not a string, gone)
+    oversized: tuple[str, ...]  # dead-lettered and deleted: value above ``payload_max_bytes``
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:
@@ -92,25 +156,42 @@ def decode_payload(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_value": value}
 
 
+_AT = {name: i for i, name in enumerate(CLAIM_FIELDS, start=1)}  # offsets after the member
+_DUE, _OCC, _ATT, _PAY = (
+    _AT[RecordField.DUE],
+    _AT[RecordField.OCCURRENCE],
+    _AT[RecordField.ATTEMPTS],
+    _AT[RecordField.PAYLOAD],
+)
+_SCH, _NOM, _MIS, _DONE, _RAW = (
+    _AT[RecordField.SCHEDULE],
+    _AT[RecordField.NOMINAL],
+    _AT[RecordField.MISFIRE],
+    _AT[RecordField.DONE],
+    _AT[RecordField.RAW],
+)
+
+
 def parse_claims(res: list[Any]) -> tuple[int, list[Claim]]:
-    """Parse the claim script's flat reply: Redis now, then ten values per claimed occurrence."""
+    """Parse a claim script's flat reply: Redis now, then per claim its member and CLAIM_FIELDS."""
     now = int(res[0])
+    width = 1 + len(CLAIM_FIELDS)
     claims = []
-    for i in range(1, len(res), 10):
-        m, d, o, a, p, s, n, mis, f, r = res[i : i + 10]
-        due = int(d)
+    for i in range(1, len(res), width):
+        row = res[i : i + width]
+        due, nominal, misfire = row[_DUE], row[_NOM], row[_MIS]
         claims.append(
             Claim(
-                member=m,
-                due_at_ms=due,
-                nominal_due_ms=int(n) if n else due,
-                occurrence=int(o),
-                attempts=int(a) if a else 0,
-                payload_json=p,
-                schedule=_schedule(s, n or d),
-                misfire=Misfire(mis) if mis else None,
-                done=tuple(x for x in f.split(",") if x),
-                raw=r == "1",
+                member=row[0],
+                due_at_ms=int(due),
+                nominal_due_ms=int(nominal or due),
+                occurrence=int(row[_OCC]),
+                attempts=int(row[_ATT] or 0),
+                payload_json=row[_PAY],
+                schedule=_schedule(row[_SCH], nominal or due),
+                misfire=Misfire(misfire) if misfire else None,
+                done=split_done(row[_DONE]),
+                raw=row[_RAW] == "1",
                 now_ms=now,
             )
         )
@@ -123,17 +204,18 @@ def _schedule(text: str, nominal: str) -> Schedule:
 
 def reminder_from_fields(member: str, fields: dict[str, str]) -> Reminder:
     """Build a ``Reminder`` from a record hash (rule/user/type parsed by the caller)."""
-    due = int(fields["d"])
+    due = fields[RecordField.DUE]
+    misfire = fields.get(RecordField.MISFIRE)
     return Reminder(
         key=key_of(member),
         rule="",
         user_id="",
         type="",
-        payload=decode_payload(fields.get("p", "")),
-        schedule=_schedule(fields.get("s", ""), fields.get("n", fields["d"])),
-        due_at_ms=due,
-        occurrence=int(fields.get("o", 1)),
-        attempt=int(fields.get("a", 0)),
-        misfire=Misfire(fields["m"]) if fields.get("m") else Misfire.FIRE_ONCE,
-        done=tuple(x for x in fields.get("f", "").split(",") if x),
+        payload=decode_payload(fields.get(RecordField.PAYLOAD, "")),
+        schedule=_schedule(fields.get(RecordField.SCHEDULE, ""), fields.get(RecordField.NOMINAL, due)),
+        due_at_ms=int(due),
+        occurrence=int(fields.get(RecordField.OCCURRENCE, 1)),
+        attempt=int(fields.get(RecordField.ATTEMPTS, 0)),
+        misfire=Misfire(misfire) if misfire else Misfire.FIRE_ONCE,
+        done=split_done(fields.get(RecordField.DONE, "")),
     )

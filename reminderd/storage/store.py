@@ -2,24 +2,26 @@
 
 The store knows Redis and the data model (``docs/ARCHITECTURE.md``) and nothing about
 rules or processors: the pipeline decides, the store applies. All due checks inside the
-scripts use Redis ``TIME``, never the host clock.
+scripts use Redis ``TIME``, never the host clock. The scripts share one prelude and one
+calling convention (``reminderd.storage.scripts``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from importlib import resources
+from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 
-from reminderd.core.schedules import Once, schedule_to_json
-from reminderd.models import Reminder
+from reminderd.core.schedules import Once, Schedule, schedule_to_json
+from reminderd.models import Misfire, Reminder
 from reminderd.storage.names import Names
 from reminderd.storage.records import (
     AUX_SEP,
+    DONE_SEP,
+    Adoption,
     Claim,
-    Completion,
+    ReplayRequest,
     ScheduleRequest,
     decode_payload,
     encode_payload,
@@ -27,11 +29,20 @@ from reminderd.storage.records import (
     parse_claims,
     reminder_from_fields,
 )
+from reminderd.storage.scripts import Scripts
+from reminderd.storage.verdicts import Completion, DeadLetterRequest, Deferral, FinishItem, Retry, finish_args
 
 __all__ = [
     "AUX_SEP",
+    "Adoption",
     "Claim",
     "Completion",
+    "DeadLetterRequest",
+    "Deferral",
+    "DisarmCursor",
+    "FinishItem",
+    "ReplayRequest",
+    "Retry",
     "ScheduleRequest",
     "Store",
     "decode_payload",
@@ -39,71 +50,54 @@ __all__ = [
     "key_of",
 ]
 
-SCRIPT_NAMES = (
-    "schedule",
-    "claim",
-    "complete",
-    "fail",
-    "mark_done",
-    "defer",
-    "renew",
-    "cancel",
-    "adopt",
-    "repair",
-    "disarm",
-    "schedule_many",
-)
+DEAD_MAXLEN = 100_000  # dead letters kept (approximately: XADD MAXLEN ~)
 
 
-_SCRIPTS = resources.files("reminderd.storage.scripts")
+@dataclass(frozen=True, slots=True)
+class DisarmCursor:
+    """Where a disarm pass stands: after the index entry ``member`` at ``score_ms``.
+
+    The first page starts with no member, after ``score_ms`` (the window's exclusive start).
+    """
+
+    score_ms: int
+    member: str = ""
+
+
+def _schedule_json(schedule: Schedule) -> str:
+    return "" if isinstance(schedule, Once) else schedule_to_json(schedule)
+
+
+def _misfire(misfire: Misfire | None) -> str:
+    return misfire.value if misfire else ""
 
 
 class Store:
     """Reminder state in Redis. Construct cheaply; scripts load lazily by SHA."""
 
-    def __init__(self, redis: aioredis.Redis, names: Names, *, fired_window_ms: int = 60_000) -> None:
+    def __init__(self, redis: aioredis.Redis, names: Names) -> None:
         self.redis = redis
         self.names = names
-        self.fired_window_ms = fired_window_ms
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(
-                resources.files("reminderd.storage.scripts").joinpath(f"{name}.lua").read_text()
-            )
-            for name in SCRIPT_NAMES
-        }
+        self._run = Scripts(redis, names)
 
     # -- scheduling -----------------------------------------------------------------
 
-    def _schedule_args(
-        self, req: ScheduleRequest, *, member: str | None = None, **extra: str
-    ) -> tuple[list[str], list[str | int]]:
-        m = member or req.key
-        keys = [req.key if member is None else "", self.names.record(m), self.names.due]
-        sched = "" if isinstance(req.schedule, Once) else schedule_to_json(req.schedule)
-        args: list[str | int] = [
-            m,
-            req.due_at_ms,
-            extra.get("nominal", ""),
-            req.payload_json,
-            sched,
-            req.misfire.value if req.misfire else "",
-            "1" if req.only_if_absent else "0",
-            self.names.wake,
-            self.names.namespace,
-            extra.get("done", ""),
-            extra.get("occurrence", ""),
-            extra.get("dead_id", ""),
-        ]
-        return keys, args
-
     async def schedule(self, req: ScheduleRequest) -> int | None:
         """Write one reminder; the occurrence number, or None if ``only_if_absent`` found one."""
-        keys, args = self._schedule_args(req)
-        written, occ = await self._scripts["schedule"](keys=keys, args=args)
+        head: list[str | int] = [req.key, req.due_at_ms, "", req.payload_json]
+        flag = "1" if req.only_if_absent else "0"
+        args = [*head, _schedule_json(req.schedule), _misfire(req.misfire), flag, "", "", ""]
+        written, occ = await self._run("schedule", keys=self._run.reminder_keys(req.key), args=args)
         return int(occ) if written else None
 
+    async def replay(self, req: ReplayRequest) -> None:
+        """Schedule a dead letter again as a one-shot, deleting the dead letter in the same step."""
+        head: list[str | int] = [req.member, req.due_at_ms, req.nominal_ms, req.payload_json, "", ""]
+        args = [*head, "0", DONE_SEP.join(req.done), req.occurrence, req.dead_id]
+        await self._run("schedule", keys=self._run.reminder_keys(req.member), args=args)
+
     async def schedule_many(self, reqs: Iterable[ScheduleRequest], *, chunk: int = 1000) -> int:
-        """Write many reminders with pipelined script calls; returns how many were written."""
+        """Write many reminders with one script call per chunk; returns how many were written."""
         written = 0
         batch: list[ScheduleRequest] = []
         for req in reqs:
@@ -117,51 +111,23 @@ class Store:
 
     async def _schedule_chunk(self, reqs: Sequence[ScheduleRequest]) -> int:
         """One script call for the whole chunk: per-call overhead, not Redis, bounds bulk writes."""
-        args: list[str | int] = [self.names.namespace, self.names.wake]
+        args: list[str | int] = []
         for req in reqs:
-            sched = "" if isinstance(req.schedule, Once) else schedule_to_json(req.schedule)
-            args += [
-                req.key,
-                req.due_at_ms,
-                req.payload_json,
-                sched,
-                req.misfire.value if req.misfire else "",
-                "1" if req.only_if_absent else "0",
-            ]
-        return int(await self._scripts["schedule_many"](keys=[self.names.due], args=args))
-
-    async def replay(
-        self,
-        key: str,
-        *,
-        tag: str,
-        due_at_ms: int,
-        nominal_ms: int,
-        occurrence: int,
-        payload_json: str,
-        done: str,
-        dead_id: str,
-        aux: bool,
-    ) -> None:
-        """Schedule a dead letter again as a one-shot, deleting the dead letter in the same step."""
-        member = f"{key}{AUX_SEP}{tag}" if aux else None
-        req = ScheduleRequest(
-            key=key, due_at_ms=due_at_ms, schedule=Once(due_at_ms), payload_json=payload_json
-        )
-        keys, args = self._schedule_args(
-            req,
-            member=member,
-            nominal=str(nominal_ms),
-            done=done,
-            occurrence=str(occurrence),
-            dead_id=dead_id,
-        )
-        await self._scripts["schedule"](keys=keys, args=args)
+            flag = "1" if req.only_if_absent else "0"
+            sched, misfire = _schedule_json(req.schedule), _misfire(req.misfire)
+            args += [req.key, req.due_at_ms, req.payload_json, sched, misfire, flag]
+        return int(await self._run("schedule_many", args=args))
 
     async def cancel(self, key: str) -> bool:
-        """Remove a reminder entirely; True if anything existed."""
-        keys = [key, self.names.record(key), self.names.due]
-        return bool(await self._scripts["cancel"](keys=keys, args=[key, self.names.namespace]))
+        """Remove a reminder entirely, its pending replays included; True if anything existed."""
+        while True:
+            aux = sorted(str(m) for m in await self.redis.smembers(self.names.aux(key)))
+            keys = self._run.reminder_keys(key)
+            for member in aux:
+                keys += [self.names.record(member), self.names.lock(member)]
+            found = int(await self._run("cancel", keys=keys, args=[key, *aux]))
+            if found >= 0:  # else a replay was added since the set was read
+                return found == 1
 
     # -- reading --------------------------------------------------------------------
 
@@ -225,102 +191,90 @@ class Store:
 
     async def claim_due(self, instance: str, *, limit: int, lease_ms: int) -> tuple[int, list[Claim]]:
         """Claim up to ``limit`` due occurrences from the index; (redis now, claims)."""
-        args: list[str | int] = ["due", limit, lease_ms, instance, self.names.namespace, "0"]
-        return parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
+        return parse_claims(await self._run("claim_due", instance=instance, args=[limit, lease_ms]))
 
     async def claim_keys(
         self, instance: str, members: Sequence[str], *, lease_ms: int, adopt_raw: bool
     ) -> tuple[int, list[Claim]]:
         """Claim the given members if due (expired events); raw keys get a record if allowed."""
-        args = [
-            "keys",
-            len(members),
-            lease_ms,
-            instance,
-            self.names.namespace,
-            "1" if adopt_raw else "0",
-            *members,
-        ]
-        return parse_claims(await self._scripts["claim"](keys=[self.names.due], args=args))
+        args = [lease_ms, "1" if adopt_raw else "0", *members]
+        return parse_claims(await self._run("claim_keys", instance=instance, args=args))
 
-    async def complete_many(self, instance: str, items: Sequence[Completion], *, stat: str = "fired") -> int:
-        """Apply completions in one script call; returns how many were still ours."""
-        args: list[str | int] = [self.names.namespace, instance, self.fired_window_ms, stat]
-        for item in items:
-            args += [item.member, item.occurrence, "" if item.next_due_ms is None else item.next_due_ms]
-        return int(await self._scripts["complete"](keys=[self.names.due], args=args))
+    async def finish_many(
+        self, instance: str, items: Sequence[FinishItem], *, fired_window_ms: int
+    ) -> list[bool]:
+        """Apply verdicts of any kind in one script call; per item, whether it was still ours.
 
-    async def fail(
-        self,
-        instance: str,
-        claim: Claim,
-        *,
-        retry_at_ms: int | None,
-        error: str,
-        done: Sequence[str],
-        next_due_ms: int | None,
-        reason: str,
-        pending: Sequence[str],
-        dead_maxlen: int = 100_000,
+        ``fired_window_ms`` is how long a finished one-shot is remembered against a late
+        expired event (``daemon.raw_dedupe_window``, read by the caller when it finishes).
+        """
+        return await self._finish(instance, items, fired_window_ms)
+
+    async def _finish(self, instance: str, items: Sequence[FinishItem], window_ms: int | None) -> list[bool]:
+        if not items:
+            return []
+        args = ["" if window_ms is None else window_ms, DEAD_MAXLEN, *finish_args(items)]
+        return [bool(x) for x in await self._run("finish", instance=instance, args=args)]
+
+    async def complete_many(
+        self, instance: str, items: Sequence[Completion], *, stat: str | None = None, fired_window_ms: int
     ) -> int:
-        """Retry later or dead-letter; 0 not ours, 1 retry scheduled, 2 dead-lettered."""
-        args: list[str | int] = [
-            self.names.namespace,
-            instance,
-            claim.member,
-            claim.occurrence,
-            "" if retry_at_ms is None else retry_at_ms,
-            error[:2000],
-            ",".join(done),
-            "" if next_due_ms is None else next_due_ms,
-            reason,
-            ",".join(pending),
-            dead_maxlen,
-            self.fired_window_ms,
-        ]
-        return int(await self._scripts["fail"](keys=[self.names.due], args=args))
+        """Apply completions in one script call; how many were still ours.
 
-    async def mark_done(self, instance: str, claim: Claim, processor: str) -> bool:
-        """Record one processor as finished for the claimed occurrence."""
-        lock = self.names.lock(claim.member, claim.occurrence)
-        args: list[str | int] = [claim.occurrence, processor, lock, f"{instance}|{claim.occurrence}"]
-        return bool(await self._scripts["mark_done"](keys=[self.names.record(claim.member)], args=args))
+        ``stat``, when given, replaces each item's own counter.
+        """
+        if stat is not None:
+            items = [replace(item, stat=stat) for item in items]
+        return sum(await self._finish(instance, items, fired_window_ms))
+
+    async def fail(self, instance: str, item: Retry | DeadLetterRequest, *, fired_window_ms: int) -> int:
+        """Retry later or dead-letter; 0 not ours, 1 retry scheduled, 2 dead-lettered."""
+        (ours,) = await self._finish(instance, [item], fired_window_ms)
+        return 0 if not ours else 1 if isinstance(item, Retry) else 2
 
     async def defer(self, instance: str, claim: Claim, until_ms: int) -> bool:
         """Move the claimed occurrence to ``until_ms`` keeping its number and nominal due."""
-        keys = [
-            self.names.record(claim.member),
-            self.names.due,
-            self.names.lock(claim.member, claim.occurrence),
-        ]
-        args: list[str | int] = [claim.member, claim.occurrence, until_ms, f"{instance}|{claim.occurrence}"]
-        return bool(await self._scripts["defer"](keys=keys, args=args))
+        (ours,) = await self._finish(instance, [Deferral(claim.member, claim.occurrence, until_ms)], None)
+        return ours
+
+    async def mark_done(self, instance: str, claim: Claim, processor: str) -> bool:
+        """Record one processor as finished for the claimed occurrence."""
+        keys = self._run.reminder_keys(claim.member)
+        args: list[str | int] = [claim.occurrence, processor]
+        return bool(await self._run("mark_done", instance=instance, keys=keys, args=args))
 
     async def renew(self, instance: str, claims: Sequence[tuple[str, int]], lease_ms: int) -> int:
         """Extend the leases of (member, occurrence) pairs still being processed."""
-        args: list[str | int] = [self.names.namespace, instance, lease_ms]
+        args: list[str | int] = [lease_ms]
         for member, occ in claims:
             args += [member, occ]
-        return int(await self._scripts["renew"](keys=[self.names.due], args=args))
+        return int(await self._run("renew", instance=instance, args=args))
 
-    async def adopt(self, keys: Sequence[str]) -> tuple[int, int, int]:
-        """Adopt raw trigger keys; (adopted, already known, not reminders)."""
-        res = await self._scripts["adopt"](keys=[self.names.due], args=[self.names.namespace, *keys])
-        return int(res[0]), int(res[1]), int(res[2])
+    async def adopt(self, keys: Sequence[str], *, payload_max_bytes: int) -> Adoption:
+        """Adopt raw trigger keys; a value above ``payload_max_bytes`` is dead-lettered instead."""
+        adopted, known, other, oversized = await self._run(
+            "adopt", args=[payload_max_bytes, DEAD_MAXLEN, *keys]
+        )
+        return Adoption(int(adopted), int(known), int(other), tuple(oversized))
 
     async def disarm(self, from_ms: int, until_ms: int, *, page: int = 5000) -> int:
         """Delete trigger keys of entries due in (from_ms, until_ms] before they expire."""
-        total, offset = 0, 0
+        total, cursor = 0, DisarmCursor(from_ms)
         while True:
-            args: list[str | int] = [from_ms, until_ms, offset, page]
-            n = int(await self._scripts["disarm"](keys=[self.names.due], args=args))
-            total += n
-            offset += n
-            if n < page:
+            looked, more = await self.disarm_page(cursor, until_ms, page)
+            total += looked
+            if more is None:
                 return total
+            cursor = more
+
+    async def disarm_page(
+        self, cursor: DisarmCursor, until_ms: int, limit: int
+    ) -> tuple[int, DisarmCursor | None]:
+        """One page of ``disarm`` after ``cursor``: entries looked at, and where to go on (None: done)."""
+        args: list[str | int] = [until_ms, limit, cursor.score_ms, cursor.member]
+        looked, score, member, more = await self._run("disarm", args=args)
+        return int(looked), DisarmCursor(int(score), member) if int(more) else None
 
     async def repair(self, members: Sequence[str]) -> int:
         """Re-create missing trigger keys of future index entries; how many were re-created."""
-        return int(
-            await self._scripts["repair"](keys=[self.names.due], args=[self.names.namespace, *members])
-        )
+        return int(await self._run("repair", args=list(members)))

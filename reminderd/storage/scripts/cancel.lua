@@ -1,9 +1,19 @@
--- Cancel a reminder: trigger key, record, index entry and any lock, together.
--- KEYS[1] trigger key, KEYS[2] record, KEYS[3] due index
--- ARGV: 1 member, 2 namespace
--- Returns 1 if anything existed.
-local o = redis.call('HGET', KEYS[2], 'o')
-local n = redis.call('DEL', KEYS[1], KEYS[2]) + redis.call('ZREM', KEYS[3], ARGV[1])
-if o then redis.call('DEL', ARGV[2] .. ':lock:' .. o .. ':' .. ARGV[1]) end
+-- Cancel a reminder: trigger key, record, index entry and lock, together with every
+-- pending replay of it (auxiliary members, each with its record and lock).
+-- KEYS[9..] record and lock of each auxiliary member, in ARGV order
+-- ARGV[3] trigger key, ARGV[4..] the auxiliary members the caller found in the aux set
+-- Returns 1 if anything existed, 0 if nothing did, -1 if the aux set holds a member the
+-- caller did not declare (a replay in between: read the set again and retry).
+local declared = {}
+for i = 4, #ARGV do declared[ARGV[i]] = true end
+for _, m in ipairs(redis.call('SMEMBERS', ONE.aux)) do
+  if not declared[m] then return -1 end
+end
+local n = redis.call('DEL', ONE.trigger, ONE.record) + redis.call('ZREM', DUE, ARGV[3])
+redis.call('DEL', ONE.lock, ONE.aux)
+for i = 4, #ARGV do
+  local at = 9 + (i - 4) * 2
+  n = n + redis.call('DEL', KEYS[at], KEYS[at + 1]) + redis.call('ZREM', DUE, ARGV[i])
+end
 if n > 0 then return 1 end
 return 0

@@ -4,14 +4,27 @@
 -- expiry), so a burst does not also flood every daemon's subscriber with events that
 -- would only repeat what the index already said. Raw keys not yet in the index are
 -- untouched: for them the expired event is the way in.
--- KEYS[1] due index
--- ARGV: 1 from_ms (exclusive), 2 until_ms (inclusive), 3 offset, 4 limit
--- Returns the number of index entries looked at (page through with offset).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local from = math.max(tonumber(ARGV[1]), now)
-local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%d', from), ARGV[2], 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
-for _, m in ipairs(rows) do
-  if string.find(m, '\031', 1, true) == nil then redis.call('DEL', m) end
+-- Pages continue after the last entry seen (its score and member), by rank: O(log N) a
+-- page however deep into a burst, where an offset would walk every entry before it. If
+-- that entry moved meanwhile (claimed, re-armed), the page restarts at its old score.
+-- ARGV[3] until_ms (inclusive), 4 limit, 5 score of the last entry seen (at first: the
+--   window's exclusive start), 6 its member ('' = none yet)
+-- Returns {entries looked at, last score, last member, 1 if the window may hold more}.
+local until_ms, limit, score, member = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local seen = member ~= '' and redis.call('ZSCORE', DUE, member)
+local start
+if member == '' then
+  start = redis.call('ZCOUNT', DUE, '-inf', math.max(tonumber(score), now_ms()))
+elseif seen and tonumber(seen) == tonumber(score) then
+  start = redis.call('ZRANK', DUE, member) + 1
+else
+  start = redis.call('ZCOUNT', DUE, '-inf', '(' .. score)
 end
-return #rows
+local rows = redis.call('ZRANGE', DUE, start, start + limit - 1, 'WITHSCORES')
+local n = 0
+for j = 1, #rows, 2 do
+  if tonumber(rows[j + 1]) > until_ms then return {n, score, member, 0} end
+  if not is_aux(rows[j]) then redis.call('DEL', rows[j]) end
+  n, score, member = n + 1, rows[j + 1], rows[j]
+end
+return {n, score, member, (#rows == 2 * limit) and 1 or 0}

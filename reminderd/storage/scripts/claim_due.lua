@@ -1,0 +1,15 @@
+-- Claim due occurrences from the index: due by Redis's clock and the dedupe lock won
+-- (the claim step is the prelude's take()). An index entry without a record is dropped.
+-- ARGV[3] limit, ARGV[4] lease_ms
+-- Returns {now_ms, member, CLAIMED fields..., member, ...}.
+local now, lease = now_ms(), tonumber(ARGV[4])
+local out = {now}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))) do
+  local f = redis.call('HMGET', record_key(m), unpack(CLAIMED))
+  if f[CLAIMED_AT[F.due]] then
+    take(m, f, now, lease, out)
+  else
+    redis.call('ZREM', DUE, m)
+  end
+end
+return out

@@ -1,0 +1,181 @@
+-- The prelude of every script (after the names generated from Python above). The one place
+-- where Lua writes a key name, reads the clock, builds a lock value or checks ownership.
+--
+-- Calling convention, the same for every script:
+--   KEYS[1] due index, KEYS[2] stats hash, KEYS[3] dead-letter stream; a script about one
+--   reminder then declares that reminder's keys: KEYS[4] trigger key, KEYS[5] record,
+--   KEYS[6] lock, KEYS[7] fired marker, KEYS[8] auxiliary set, and its own keys follow;
+--   any other script's own keys start at KEYS[4].
+--   ARGV[1] namespace, ARGV[2] instance id ('' when none); its own arguments follow.
+--
+-- The trigger-key rule, which every script obeys: an index member that is not auxiliary has
+-- a trigger key, expiring at its record's due time (F.due), exactly while that due time is
+-- in the future and no claim holds it. Whatever writes a due time (schedule, re-arm, retry,
+-- deferral) arms it through arm(); a claim deletes it; repair re-creates only what this
+-- rule says should exist. The one exception is the timer's disarm, which deletes keys a
+-- moment before they come due (an expiry without the event). Auxiliary members (replayed
+-- dead letters) never have one: their key name belongs to the live reminder.
+
+local DUE, STATS, DEAD = KEYS[1], KEYS[2], KEYS[3]
+local ONE = {trigger = KEYS[4], record = KEYS[5], lock = KEYS[6], fired = KEYS[7], aux = KEYS[8]}
+local INSTANCE = ARGV[2]
+local CLAIMED_AT = {}
+for i, name in ipairs(CLAIMED) do CLAIMED_AT[name] = i end
+
+-- Redis's clock in epoch ms: every due check uses it, never a host's.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function is_aux(m)
+  return string.find(m, AUX_SEP, 1, true) ~= nil
+end
+
+local function key_of(m)
+  local at = string.find(m, AUX_SEP, 1, true)
+  if at then return string.sub(m, 1, at - 1) end
+  return m
+end
+
+local function lock_value(occ)
+  return INSTANCE .. '|' .. occ
+end
+
+-- Ownership: the record still holds occurrence `occ` and no other instance holds its lock
+-- (a lapsed lock still counts as ours: nobody claimed the occurrence since).
+local function owned(rec, lock, occ)
+  if redis.call('HGET', rec, F.occurrence) ~= tostring(occ) then return false end
+  local holder = redis.call('GET', lock)
+  return (not holder) or holder == lock_value(occ)
+end
+
+-- The stricter check of a lease renewal: our lock is still there.
+local function holds(lock, occ)
+  return redis.call('GET', lock) == lock_value(occ)
+end
+
+-- The trigger-key rule above, for a member whose due time is now `due`.
+local function arm(m, due, now)
+  if is_aux(m) then return end
+  if tonumber(due) > now then
+    redis.call('SET', m, '1', 'PXAT', due)
+  else
+    redis.call('DEL', m)
+  end
+end
+
+-- The one writer of the done list: adds the DONE_SEP-separated `names`, each name once.
+local function add_done(rec, names)
+  if names == '' then return end
+  local seen, out = {}, {}
+  local current = redis.call('HGET', rec, F.done) or ''
+  for name in string.gmatch(current .. DONE_SEP .. names, '[^' .. DONE_SEP .. ']+') do
+    if not seen[name] then
+      seen[name] = true
+      out[#out + 1] = name
+    end
+  end
+  redis.call('HSET', rec, F.done, table.concat(out, DONE_SEP))
+end
+
+local function push_if(fields, name, value)
+  if value ~= '' then
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+end
+
+-- Write (or atomically replace) one reminder: record, index entry, trigger key or aux set.
+-- `r` holds the request's strings: due, nominal, payload, schedule, misfire, done,
+-- occurrence ('' = continue numbering), only_if_absent ('1'); `k` the keys a single-reminder
+-- script declared (nil: built from `m`). The replaced occurrence's lock goes with it.
+-- Returns the occurrence number, or nil when only_if_absent found one present.
+local function put(m, r, now, k)
+  local aux = is_aux(m)
+  local rec = k and k.record or record_key(m)
+  local old = redis.call('HGET', rec, F.occurrence)
+  if r.only_if_absent == '1' and (old or (not aux and redis.call('EXISTS', m) == 1)) then return nil end
+  if old then redis.call('DEL', k and k.lock or lock_key(m), rec) end
+  local o = (r.occurrence ~= '' and tonumber(r.occurrence)) or (old and tonumber(old) + 1) or 1
+  local fields = {F.due, r.due, F.occurrence, o}
+  if r.nominal ~= r.due then push_if(fields, F.nominal, r.nominal) end
+  if r.payload ~= '{}' then push_if(fields, F.payload, r.payload) end
+  push_if(fields, F.schedule, r.schedule)
+  push_if(fields, F.misfire, r.misfire)
+  redis.call('HSET', rec, unpack(fields))
+  add_done(rec, r.done)
+  redis.call('ZADD', DUE, r.due, m)
+  if aux then
+    redis.call('SADD', k and k.aux or aux_key(key_of(m)), m)
+  else
+    redis.call('DEL', k and k.fired or fired_key(m))
+    arm(m, r.due, now)
+  end
+  return o
+end
+
+-- The earliest due time in the index, and the wake-up when a write went below it.
+local function earliest_due()
+  local first = redis.call('ZRANGE', DUE, 0, 0, 'WITHSCORES')
+  return first[2] and tonumber(first[2]) or nil
+end
+
+local function wake_if_earlier(lowest, earliest)
+  if lowest ~= nil and (earliest == nil or lowest < earliest) then
+    redis.call('PUBLISH', WAKE, string.format('%d', lowest))
+  end
+end
+
+-- Claim one occurrence whose claimed fields `f` (CLAIMED order) say it is due: win the
+-- SET NX PX lock, move the index score to the lease's end (so after a crash it comes due
+-- again exactly when the lock lapses) and delete the trigger key (a DEL, not an expiry, so
+-- no late expired event is mistaken for a new raw key). Appends the claim to `out`.
+local function take(m, f, now, lease, out)
+  local due, occ = f[CLAIMED_AT[F.due]], f[CLAIMED_AT[F.occurrence]]
+  if not due or tonumber(due) > now then return end
+  if not redis.call('SET', lock_key(m), lock_value(occ), 'NX', 'PX', lease) then return end
+  redis.call('ZADD', DUE, now + lease, m)
+  if not is_aux(m) then redis.call('DEL', m) end
+  out[#out + 1] = m
+  for i = 1, #CLAIMED do out[#out + 1] = f[i] or '' end
+end
+
+-- Move an occurrence to `at` keeping its number and its nominal due time (retry, deferral).
+local function postpone(m, rec, at, now)
+  local cur = redis.call('HMGET', rec, F.due, F.nominal)
+  if not cur[2] then redis.call('HSET', rec, F.nominal, cur[1]) end
+  redis.call('HSET', rec, F.due, at)
+  redis.call('ZADD', DUE, at, m)
+  arm(m, at, now)
+end
+
+-- The finish step of every verdict that ends an occurrence (a completion, a dead letter):
+-- a recurring reminder (record `rec`) moves to its next occurrence at `next_due` ('' = none),
+-- a finished one-shot is deleted and, unless auxiliary, remembered for the fired-marker
+-- `window` ms so a late expired event is not taken for a new raw key.
+local function finish(m, rec, occ, next_due, now, window)
+  if next_due == '' then
+    redis.call('DEL', rec)
+    redis.call('ZREM', DUE, m)
+    if is_aux(m) then
+      redis.call('SREM', aux_key(key_of(m)), m)
+    else
+      redis.call('SET', fired_key(m), now, 'PX', window)
+    end
+  else
+    redis.call('HSET', rec, F.due, next_due, F.occurrence, tonumber(occ) + 1, F.attempts, 0)
+    redis.call('HDEL', rec, F.nominal, F.done, F.error)
+    redis.call('ZADD', DUE, next_due, m)
+    arm(m, next_due, now)
+  end
+end
+
+-- Append a dead letter (fields of `e`, read back by reminderd.api.deadletters) and count it.
+local function dead_letter(e, now, maxlen)
+  redis.call('XADD', DEAD, 'MAXLEN', '~', maxlen, '*',
+    'key', e.key, 'occurrence', e.occurrence, 'reason', e.reason, 'error', e.error,
+    'attempts', e.attempts, 'processors', e.pending, 'done', e.done, 'payload', e.payload,
+    'due', e.due, 'dead_at', now)
+  redis.call('HINCRBY', STATS, 'dead', 1)
+end
