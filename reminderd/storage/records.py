@@ -7,6 +7,7 @@ read (and tested) without the Redis plumbing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,3 +138,43 @@ def reminder_from_fields(member: str, fields: dict[str, str]) -> Reminder:
         misfire=Misfire(fields["m"]) if fields.get("m") else Misfire.FIRE_ONCE,
         done=tuple(x for x in fields.get("f", "").split(",") if x),
     )
+
+
+# -- the shapes of ``Store.finish_many``: every verdict of a batch in one round trip ----------
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed occurrence: retried at ``retry_at_ms``, else dead-lettered.
+
+    A dead-lettered recurring reminder is re-armed for ``next_due_ms`` (None: deleted);
+    ``done`` are the processors that finished, ``pending`` those the dead letter lists.
+    """
+
+    member: str
+    occurrence: int
+    retry_at_ms: int | None
+    error: str
+    done: tuple[str, ...] = ()
+    next_due_ms: int | None = None
+    reason: str = ""
+    pending: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """An occurrence moved to ``until_ms``, keeping its number, nominal due time and attempts."""
+
+    member: str
+    occurrence: int
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finishes:
+    """One batch of finished occurrences, by kind (``fired`` and ``skipped`` count as such in the stats)."""
+
+    fired: Sequence[Completion] = ()
+    skipped: Sequence[Completion] = ()
+    failures: Sequence[Failure] = ()
+    deferrals: Sequence[Deferral] = ()

@@ -7,7 +7,7 @@ scripts use Redis ``TIME``, never the host clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 
 import redis.asyncio as aioredis
@@ -20,6 +20,9 @@ from reminderd.storage.records import (
     AUX_SEP,
     Claim,
     Completion,
+    Deferral,
+    Failure,
+    Finishes,
     ScheduleRequest,
     decode_payload,
     encode_payload,
@@ -32,6 +35,9 @@ __all__ = [
     "AUX_SEP",
     "Claim",
     "Completion",
+    "Deferral",
+    "Failure",
+    "Finishes",
     "ScheduleRequest",
     "Store",
     "decode_payload",
@@ -198,10 +204,19 @@ class Store:
         cursor, keys = await self.redis.scan(cursor, match=pattern, count=count, _type="string")
         return int(cursor), [str(k) for k in keys]
 
-    async def hash_field(self, key: str, field: str) -> str | None:
-        """One field of a hash outside the namespace (a user lookup hash)."""
-        value = await self.redis.hget(key, field)
-        return None if value is None else str(value)
+    async def hash_fields(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str]]:
+        """Fields of hashes outside the namespace (user lookup hashes) in one round trip.
+
+        ``wanted`` maps a hash to the fields to read; the reply maps it to those present.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, fields in wanted.items():
+                pipe.hmget(key, list(fields))
+            rows: list[list[str | None]] = await pipe.execute()
+        return {
+            key: {f: str(v) for f, v in zip(fields, row, strict=True) if v is not None}
+            for (key, fields), row in zip(wanted.items(), rows, strict=True)
+        }
 
     async def counts(self, now_ms: int) -> tuple[int, int]:
         """(scheduled, due now) from the index."""
@@ -245,10 +260,14 @@ class Store:
 
     async def complete_many(self, instance: str, items: Sequence[Completion], *, stat: str = "fired") -> int:
         """Apply completions in one script call; returns how many were still ours."""
+        args = self._complete_args(instance, items, stat)
+        return int(await self._scripts["complete"](keys=[self.names.due], args=args))
+
+    def _complete_args(self, instance: str, items: Sequence[Completion], stat: str) -> list[str | int]:
         args: list[str | int] = [self.names.namespace, instance, self.fired_window_ms, stat]
         for item in items:
             args += [item.member, item.occurrence, "" if item.next_due_ms is None else item.next_due_ms]
-        return int(await self._scripts["complete"](keys=[self.names.due], args=args))
+        return args
 
     async def fail(
         self,
@@ -264,21 +283,34 @@ class Store:
         dead_maxlen: int = 100_000,
     ) -> int:
         """Retry later or dead-letter; 0 not ours, 1 retry scheduled, 2 dead-lettered."""
-        args: list[str | int] = [
-            self.names.namespace,
-            instance,
+        item = Failure(
             claim.member,
             claim.occurrence,
-            "" if retry_at_ms is None else retry_at_ms,
-            error[:2000],
-            ",".join(done),
-            "" if next_due_ms is None else next_due_ms,
+            retry_at_ms,
+            error,
+            tuple(done),
+            next_due_ms,
             reason,
-            ",".join(pending),
+            tuple(pending),
+        )
+        args = self._fail_args(instance, item, dead_maxlen)
+        return int(await self._scripts["fail"](keys=[self.names.due], args=args))
+
+    def _fail_args(self, instance: str, item: Failure, dead_maxlen: int = 100_000) -> list[str | int]:
+        return [
+            self.names.namespace,
+            instance,
+            item.member,
+            item.occurrence,
+            "" if item.retry_at_ms is None else item.retry_at_ms,
+            item.error[:2000],
+            ",".join(item.done),
+            "" if item.next_due_ms is None else item.next_due_ms,
+            item.reason,
+            ",".join(item.pending),
             dead_maxlen,
             self.fired_window_ms,
         ]
-        return int(await self._scripts["fail"](keys=[self.names.due], args=args))
 
     async def mark_done(self, instance: str, claim: Claim, processor: str) -> bool:
         """Record one processor as finished for the claimed occurrence."""
@@ -288,13 +320,13 @@ class Store:
 
     async def defer(self, instance: str, claim: Claim, until_ms: int) -> bool:
         """Move the claimed occurrence to ``until_ms`` keeping its number and nominal due."""
-        keys = [
-            self.names.record(claim.member),
-            self.names.due,
-            self.names.lock(claim.member, claim.occurrence),
-        ]
-        args: list[str | int] = [claim.member, claim.occurrence, until_ms, f"{instance}|{claim.occurrence}"]
+        keys, args = self._defer_call(instance, Deferral(claim.member, claim.occurrence, until_ms))
         return bool(await self._scripts["defer"](keys=keys, args=args))
+
+    def _defer_call(self, instance: str, item: Deferral) -> tuple[list[str], list[str | int]]:
+        keys = [self.names.record(item.member), self.names.due, self.names.lock(item.member, item.occurrence)]
+        args: list[str | int] = [item.member, item.occurrence, item.until_ms, f"{instance}|{item.occurrence}"]
+        return keys, args
 
     async def renew(self, instance: str, claims: Sequence[tuple[str, int]], lease_ms: int) -> int:
         """Extend the leases of (member, occurrence) pairs still being processed."""
@@ -324,3 +356,29 @@ class Store:
         return int(
             await self._scripts["repair"](keys=[self.names.due], args=[self.names.namespace, *members])
         )
+
+    # -- finish_many: every verdict of a batch in one round trip --------------------
+    # For now a pipeline of the per-item scripts (complete, fail, defer); a single batched
+    # script may replace the body without changing this interface.
+
+    async def finish_many(self, instance: str, batch: Finishes) -> None:
+        """Apply completions, skips, retries, dead letters and deferrals in one round trip.
+
+        Each item is applied only while the occurrence is still ours, as the per-item calls
+        do. A Redis error leaves it unknown which items were applied: completions, skips,
+        dead letters and deferrals may be sent again (applying one twice changes nothing),
+        a retry may not (it would count the attempt twice).
+        """
+        due = [self.names.due]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stat, items in (("fired", batch.fired), ("skipped", batch.skipped)):
+                if items:
+                    args = self._complete_args(instance, items, stat)
+                    await self._scripts["complete"](keys=due, args=args, client=pipe)
+            for failure in batch.failures:
+                args = self._fail_args(instance, failure)
+                await self._scripts["fail"](keys=due, args=args, client=pipe)
+            for deferral in batch.deferrals:
+                keys, args = self._defer_call(instance, deferral)
+                await self._scripts["defer"](keys=keys, args=args, client=pipe)
+            await pipe.execute()
