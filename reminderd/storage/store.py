@@ -370,15 +370,18 @@ class Store:
         a retry may not (it would count the attempt twice).
         """
         due = [self.names.due]
+        calls: list[tuple[str, list[str], list[str | int]]] = [
+            ("complete", due, self._complete_args(instance, items, stat))
+            for stat, items in (("fired", batch.fired), ("skipped", batch.skipped))
+            if items
+        ]
+        calls += [("fail", due, self._fail_args(instance, failure)) for failure in batch.failures]
+        calls += [("defer", *self._defer_call(instance, deferral)) for deferral in batch.deferrals]
+        if len(calls) == 1:  # the usual batch (completions only): no pipeline, no SCRIPT EXISTS
+            name, keys, args = calls[0]
+            await self._scripts[name](keys=keys, args=args)
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for stat, items in (("fired", batch.fired), ("skipped", batch.skipped)):
-                if items:
-                    args = self._complete_args(instance, items, stat)
-                    await self._scripts["complete"](keys=due, args=args, client=pipe)
-            for failure in batch.failures:
-                args = self._fail_args(instance, failure)
-                await self._scripts["fail"](keys=due, args=args, client=pipe)
-            for deferral in batch.deferrals:
-                keys, args = self._defer_call(instance, deferral)
-                await self._scripts["defer"](keys=keys, args=args, client=pipe)
+            for name, keys, args in calls:
+                await self._scripts[name](keys=keys, args=args, client=pipe)
             await pipe.execute()
