@@ -574,6 +574,19 @@ async def test_redis_outage_during_lookup_or_rate_limit_is_retryable(twilio: Twi
     assert twilio.requests == []
 
 
+async def test_a_profile_carried_on_the_occurrence_replaces_the_hash_read(twilio: TwilioServer) -> None:
+    """With the lookup hash already read by the pipeline, the processor sends without touching Redis."""
+    down = aioredis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    async with httpx.AsyncClient() as http:
+        ctx = ProcessorContext(redis=down, http=http, names=Names("t"), log=structlog.get_logger())
+        proc = make_proc(ctx, twilio.base_url, recipient={"lookup": {}})
+        carried = make_occ(payload={"name": "Ada"}, profile={"user:42": {"phone": PHONE, "tz": "UTC"}})
+        result = await proc(carried)
+    await down.aclose()
+    assert result["to"] == "+4915*******78"
+    assert twilio.requests[0].form["Body"] == "Hi Ada, your daily reminder for 06:13"
+
+
 async def test_non_scalar_template_field_is_permanent(twilio: TwilioServer, ctx: ProcessorContext) -> None:
     """A payload object or list in a placeholder is refused rather than rendered as Python text."""
     proc = make_proc(ctx, twilio.base_url, templates={"default": "Hi {payload.name}"})

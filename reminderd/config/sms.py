@@ -215,6 +215,16 @@ class LookupSettings(_Strict):
             raise ValueError("lookup.key must contain {user_id} and no other placeholder")
         return self
 
+    def hash_key(self, user_id: str) -> str:
+        """The lookup hash of ``user_id``."""
+        return self.key.replace("{user_id}", user_id)
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The hash field of each role (``phone``, ``tz``, ``opt_out``); unset roles left out."""
+        roles = {"phone": self.phone_field, "tz": self.tz_field, "opt_out": self.opt_out_field}
+        return {role: name for role, name in roles.items() if name}
+
 
 class RecipientSettings(_Strict):
     """Where the phone number and the time zone come from: payload first, then the lookup."""

@@ -12,38 +12,35 @@ event announced).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from reminderd.config import Settings
 from reminderd.core.cron import PeriodicJobs
-from reminderd.pipeline.dispatch import Dispatcher
-from reminderd.pipeline.intake import Sweeper
-from reminderd.pipeline.recovery import Maintenance
+from reminderd.pipeline.capacity import Capacity
+from reminderd.pipeline.hints import Hints
+from reminderd.pipeline.intake import Intake
+from reminderd.pipeline.recovery import Recovery
+from reminderd.pipeline.runtime import Context
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, beat
 from reminderd.storage.server import NotifyState
-from reminderd.storage.store import Store
 from reminderd.telemetry.metrics import Health, Metrics
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.housekeeping")
 
 
-async def renew_leases(
-    store: Store, dispatcher: Dispatcher, instance: str, settings: Callable[[], Settings]
-) -> None:
+async def renew_leases(ctx: Context, capacity: Capacity) -> None:
     """Keep the leases of long-running occurrences (from start-up on, not only once live)."""
     while True:
-        lease_ms = settings().daemon.lease_ms
+        lease_ms = ctx.settings.daemon.lease_ms
         await asyncio.sleep(max(0.1, lease_ms / 3000))
-        if dispatcher.in_flight:
+        if len(capacity):
             try:
-                await store.renew(instance, dispatcher.leases(), lease_ms)
+                await ctx.store.renew(ctx.instance, capacity.leases(), lease_ms)
             except RedisError as exc:
                 log.warning("redis.renew_failed", error=str(exc))
 
@@ -65,33 +62,33 @@ class Heartbeat:
     names: Names
     me: Identity
     interval_ms: int
-    dispatcher: Dispatcher
-    sweeper: Sweeper
-    maint: Maintenance
+    intake: Intake
+    recovery: Recovery
     metrics: Metrics
     notifier: Notifier
     notify_state: NotifyState
-    on_new_server: Callable[[], None]
+    hints: Hints  # told of a new server: sweep now, re-apply the notification flags
 
     async def __call__(self) -> None:
         """Check the server, beat, refresh the gauges and the unit's status."""
+        fired, in_flight = self.intake.dispatcher.fired_total, len(self.intake.capacity)
         extra = {
-            "last_sweep_ms": self.sweeper.last_sweep_ms,
-            "fired": self.dispatcher.fired_total,
-            "in_flight": len(self.dispatcher.in_flight),
+            "last_sweep_ms": self.intake.last_sweep_ms,
+            "fired": fired,
+            "in_flight": in_flight,
             "canary": self.notify_state.canary,
             "notifications": self.notify_state.flags,
         }
         # Look at the server before writing to it: our own heartbeat would hide an empty Redis.
-        if await self.maint.server_changed():
-            self.on_new_server()
+        if await self.recovery.server_changed():
+            self.hints.new_connection()
         await beat(self.storage, self.names, self.me, self.interval_ms, extra)
-        backlog = await self.maint.refresh_gauges()
-        self.metrics.set_in_flight(len(self.dispatcher.in_flight))
-        self.notifier.status(f"backlog {backlog}, fired {self.dispatcher.fired_total}")
+        backlog = await self.recovery.refresh_gauges()
+        self.metrics.set_in_flight(in_flight)
+        self.notifier.status(f"backlog {backlog}, fired {fired}")
 
 
 def schedule_jobs(jobs: PeriodicJobs, heartbeat: Heartbeat, adoption_interval_ms: int) -> None:
     """Add the heartbeat (first run at once) and the adoption scan to ``jobs``."""
     jobs.add("heartbeat", heartbeat, heartbeat.interval_ms, run_now=True)
-    jobs.add("adoption", heartbeat.maint.adopt_scan, adoption_interval_ms)
+    jobs.add("adoption", heartbeat.recovery.adopt_scan, adoption_interval_ms)

@@ -32,11 +32,12 @@ from reminderd.core.pii import mask_pii
 from reminderd.daemon.housekeeping import Heartbeat, renew_leases, schedule_jobs, watchdog
 from reminderd.daemon.reload import build_runtime, close_later, close_processors, reload_runtime
 from reminderd.errors import ConfigError, ReminderdError
-from reminderd.pipeline.completions import Completer
-from reminderd.pipeline.dispatch import Dispatcher, Runtime
-from reminderd.pipeline.intake import Sweeper
-from reminderd.pipeline.recovery import Maintenance
-from reminderd.pipeline.subscriber import Listener
+from reminderd.pipeline.finish import Finisher
+from reminderd.pipeline.hints import Hints
+from reminderd.pipeline.intake import Intake
+from reminderd.pipeline.recovery import Recovery
+from reminderd.pipeline.runtime import Context
+from reminderd.pipeline.subscriber import Subscriber
 from reminderd.processors.base import ProcessorContext
 from reminderd.storage.connection import db_of, make_client
 from reminderd.storage.embedded import EmbeddedRedis
@@ -55,7 +56,7 @@ class Daemon:
     """One running instance; ``run()`` returns the process exit code."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
-        self.settings = settings
+        self.settings = settings  # as loaded at start: builds the resources; once serving, ctx.settings
         self.config_path = config_path
         self.names = Names(settings.namespace)
         self.me = Identity(
@@ -85,17 +86,24 @@ class Daemon:
             stack.push_async_callback(http.aclose)
             if not await self._wait_for_redis(storage):
                 return 0
-            ctx = ProcessorContext(storage, http, self.names, structlog.get_logger("reminderd.processor"))
-            runtime = build_runtime(self.settings, ctx)
-            stack.push_async_callback(close_processors, runtime)
-            self._ctx = ctx
+            self._processor_ctx = ProcessorContext(
+                storage, http, self.names, structlog.get_logger("reminderd.processor")
+            )
+            store = Store(storage, self.names)
+            runtime = build_runtime(self.settings, self._processor_ctx)
+            self.ctx = Context(store, runtime, self.metrics, self.me.instance)
+            stack.push_async_callback(self._close_processors)
             if self.settings.metrics.enabled:
                 server = MetricsServer(
                     self.settings.metrics.host, self.settings.metrics.port, self.metrics, self.health.snapshot
                 ).start()
                 stack.callback(server.stop)
-            return await self._serve(storage, subscriber, runtime, stack)
+            return await self._serve(storage, subscriber)
         return 0  # pragma: no cover - the block always returns
+
+    async def _close_processors(self) -> None:
+        """Close the processors in force at exit (replaced ones are closed by their reload)."""
+        await close_processors(self.ctx.runtime)
 
     async def _redis_url(self, stack: AsyncExitStack) -> str:
         cfg = self.settings.redis
@@ -125,69 +133,55 @@ class Daemon:
         self.notifier.stopping("stopped before Redis answered")
         return False
 
-    async def _serve(
-        self, storage: aioredis.Redis, subscriber: aioredis.Redis, runtime: Runtime, stack: AsyncExitStack
-    ) -> int:
-        store = Store(storage, self.names)
-        completer = Completer(store, self.me.instance, lambda: self.settings)
-        dispatcher = Dispatcher(store, runtime, self.metrics, self.me.instance, completer)
-        sweeper = Sweeper(store, dispatcher, self.metrics, self.me.instance)
-        dispatcher.on_rearm = sweeper.nudge
-        maint = Maintenance(store, sweeper, self.metrics, lambda: self.settings)
-        listener = Listener(
-            subscriber,
-            db_of(storage),
-            self.names,
-            self.metrics,
-            prefixes=lambda: self.settings.prefixes,
-            on_keys=sweeper.add_event_keys,
-            on_wake=sweeper.nudge,
-            on_resubscribe=lambda: self._on_new_connection(storage, sweeper),
-        )
+    async def _serve(self, storage: aioredis.Redis, subscriber_client: aioredis.Redis) -> int:
+        ctx, hints = self.ctx, Hints()
+        finisher = Finisher(ctx, hints)
         jobs = PeriodicJobs()
         async with asyncio.TaskGroup() as tg:
-            # Work that must go on while draining: completions and lease renewal.
+            intake = Intake(ctx, hints, finisher, tg)
+            recovery = Recovery(ctx, intake)
+            subscriber = Subscriber(subscriber_client, db_of(storage), ctx, hints)
+            # Work that must go on while draining: verdicts and lease renewal.
             keep = [
-                tg.create_task(completer.run(), name="completer"),
-                tg.create_task(
-                    renew_leases(store, dispatcher, self.me.instance, lambda: self.settings), name="renew"
-                ),
+                tg.create_task(finisher.run(), name="finisher"),
+                tg.create_task(renew_leases(ctx, intake.capacity), name="renew"),
             ]
-            intake = [tg.create_task(listener.run(), name="listener")]
-            await self._startup(storage, listener, maint)
-            intake += [
-                tg.create_task(sweeper.run_timer(), name="timer"),
-                tg.create_task(sweeper.run_events(), name="events"),
+            feeds = [tg.create_task(subscriber.run(), name="subscriber")]
+            await self._startup(storage, subscriber, recovery)
+            feeds += [
+                tg.create_task(intake.run_timer(), name="timer"),
+                tg.create_task(intake.run_events(), name="events"),
                 tg.create_task(watchdog(self.notifier, self.health), name="watchdog"),
+                tg.create_task(self._reapply_on_reconnect(storage, hints), name="reapply"),
             ]
             jobs.start()
-            self._schedule_jobs(jobs, storage, dispatcher, sweeper, maint)
-            await self._until_stopped(dispatcher)
+            self._schedule_jobs(jobs, storage, intake, recovery, hints)
+            await self._until_stopped()
             self.notifier.stopping("draining")
-            log.info("daemon.stopping", in_flight=len(dispatcher.in_flight))
-            for task in intake:
+            log.info("daemon.stopping", in_flight=len(intake.capacity))
+            for task in feeds:
                 task.cancel()
             await jobs.shutdown(drain_ms=2000)
-            left = await dispatcher.drain(self.settings.daemon.drain_timeout_ms / 1000)
-            await completer.flush()
+            left = await intake.dispatcher.drain(ctx.settings.daemon.drain_timeout_ms / 1000)
+            await finisher.flush()
             for task in keep:
                 task.cancel()
         await _quietly(retire(storage, self.names, self.me))
-        log.info("daemon.stopped", unfinished=left, fired=dispatcher.fired_total)
+        log.info("daemon.stopped", unfinished=left, fired=intake.dispatcher.fired_total)
         return 0
 
-    async def _startup(self, storage: aioredis.Redis, listener: Listener, maint: Maintenance) -> None:
+    async def _startup(self, storage: aioredis.Redis, subscriber: Subscriber, recovery: Recovery) -> None:
         started = time.monotonic()
         try:
-            await asyncio.wait_for(listener.subscribed.wait(), 5.0)
+            await asyncio.wait_for(subscriber.subscribed.wait(), 5.0)
         except TimeoutError:
             log.warning("redis.subscribe_slow", note="continuing; the sweep delivers regardless")
         self.notify_state = await ensure_notifications(
-            storage, manage=self.settings.redis.manage_notifications
+            storage, manage=self.ctx.settings.redis.manage_notifications
         )
         self.notify_state.warnings = await doctor(storage)
-        await self._canary(storage, listener)
-        summary = await maint.reconcile()
+        await self._canary(storage, subscriber)
+        summary = await recovery.reconcile()
         self.health.startup_sweep_done = True
         log.info(
             "daemon.started",
@@ -199,12 +193,12 @@ class Daemon:
         )
         self.notifier.ready(f"recovered {summary['recovered']}, adopted {summary['adopted']}")
 
-    async def _canary(self, storage: aioredis.Redis, listener: Listener) -> None:
+    async def _canary(self, storage: aioredis.Redis, subscriber: Subscriber) -> None:
         if not self.notify_state.ok:
             self.notify_state.canary = "skipped"
             return
         key = f"{self.names.canary_prefix}{self.me.instance}:{secrets.token_hex(4)}"
-        ok = await prove_events(storage, key, listener.expect_canary(key))
+        ok = await prove_events(storage, key, subscriber.expect_canary(key))
         self.notify_state.canary = "ok" if ok else "failed"
         if ok:
             log.info("redis.canary", result="ok")
@@ -215,10 +209,15 @@ class Daemon:
                 effect="expired events do not arrive; delivery relies on the sweep",
             )
 
-    def _on_new_connection(self, storage: aioredis.Redis, sweeper: Sweeper) -> None:
-        """Events may have been lost: re-apply flags and sweep at once."""
-        sweeper.nudge()
-        self._spawn(self._reapply_notifications(storage))
+    async def _reapply_on_reconnect(self, storage: aioredis.Redis, hints: Hints) -> None:
+        """After each new connection (events may have been lost) re-apply the flags; forever."""
+        while True:
+            await hints.reconnected.wait()
+            hints.reconnected.clear()
+            try:
+                await self._reapply_notifications(storage)
+            except RedisError as exc:
+                log.warning("redis.notifications_reapply_failed", error=str(exc))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -227,25 +226,20 @@ class Daemon:
 
     async def _reapply_notifications(self, storage: aioredis.Redis) -> None:
         """Merge the flags again and keep what the heartbeat reports in step."""
-        fresh = await ensure_notifications(storage, manage=self.settings.redis.manage_notifications)
+        fresh = await ensure_notifications(storage, manage=self.ctx.settings.redis.manage_notifications)
         self.notify_state.flags, self.notify_state.ok = fresh.flags, fresh.ok
 
     def _schedule_jobs(
-        self,
-        jobs: PeriodicJobs,
-        storage: aioredis.Redis,
-        dispatcher: Dispatcher,
-        sweeper: Sweeper,
-        maint: Maintenance,
+        self, jobs: PeriodicJobs, storage: aioredis.Redis, intake: Intake, recovery: Recovery, hints: Hints
     ) -> None:
+        daemon = self.ctx.settings.daemon
         heartbeat = Heartbeat(
-            storage, self.names, self.me, self.settings.daemon.heartbeat_interval_ms,
-            dispatcher, sweeper, maint, self.metrics, self.notifier, self.notify_state,
-            on_new_server=lambda: self._on_new_connection(storage, sweeper),
+            storage, self.names, self.me, daemon.heartbeat_interval_ms,
+            intake, recovery, self.metrics, self.notifier, self.notify_state, hints,
         )  # fmt: skip
-        schedule_jobs(jobs, heartbeat, self.settings.daemon.adoption_interval_ms)
+        schedule_jobs(jobs, heartbeat, daemon.adoption_interval_ms)
 
-    async def _until_stopped(self, dispatcher: Dispatcher) -> None:
+    async def _until_stopped(self) -> None:
         while not self.stop.is_set():
             stop = asyncio.ensure_future(self.stop.wait())
             reload = asyncio.ensure_future(self.reload.wait())
@@ -254,15 +248,14 @@ class Daemon:
             reload.cancel()
             if self.reload.is_set():
                 self.reload.clear()
-                await self._reload(dispatcher)
+                self._reload()
 
-    async def _reload(self, dispatcher: Dispatcher) -> None:
+    def _reload(self) -> None:
         self.notifier.reloading()
-        old = reload_runtime(self.settings, self.config_path, self._ctx, dispatcher)
+        old = reload_runtime(self.ctx, self.config_path, self._processor_ctx)
         if old is None:
             self.notifier.ready("reload failed; old configuration kept")
             return
-        self.settings = dispatcher.runtime.settings
         self.notifier.ready("configuration reloaded")
         self._spawn(close_later(old))
 

@@ -1,7 +1,7 @@
 """Configuration reload (SIGHUP): the runtime the pipeline runs with, built and swapped.
 
-A reload builds new processors from the new settings and hands them to the dispatcher
-between two occurrences; what started with the old ones finishes with them, and they are
+A reload builds new processors from the new settings and puts them in the pipeline's
+context between two occurrences; what started with the old ones finishes with them, and they are
 closed once it must have. A bad configuration changes nothing. Settings that shape the
 daemon's resources (Redis connection, namespace, metrics endpoint) keep their start-up
 values until a restart; each differing one is named in a warning.
@@ -17,7 +17,7 @@ import structlog
 from reminderd.config import Settings, load_config
 from reminderd.core.pii import mask_pii
 from reminderd.errors import ReminderdError
-from reminderd.pipeline.dispatch import Dispatcher, Runtime
+from reminderd.pipeline.runtime import Context, Runtime
 from reminderd.processors.base import ProcessorContext
 from reminderd.processors.registry import build_processors, timeout_ms_for
 from reminderd.telemetry.logs import configure_logging
@@ -34,27 +34,23 @@ def build_runtime(settings: Settings, ctx: ProcessorContext) -> Runtime:
     return Runtime(settings, processors, timeouts)
 
 
-def reload_runtime(
-    running: Settings, config_path: Path | None, ctx: ProcessorContext, dispatcher: Dispatcher
-) -> Runtime | None:
-    """Load the configuration again and give it to ``dispatcher``; the replaced runtime.
+def reload_runtime(ctx: Context, config_path: Path | None, processor_ctx: ProcessorContext) -> Runtime | None:
+    """Load the configuration again and put it in force in ``ctx``; the replaced runtime.
 
-    None if the configuration is bad: the error is logged and the running one kept. The
-    settings now in force are ``dispatcher.runtime.settings``.
+    None if the configuration is bad: the error is logged and the running one kept.
     """
     try:
         new = load_config(config_path, required=config_path is not None)
-        runtime = build_runtime(new, ctx)
+        runtime = build_runtime(new, processor_ctx)
     except ReminderdError as exc:
         log.error("config.reload_failed", error=str(exc), note="keeping the running configuration")
         return None
-    kept = {part: getattr(running, part) for part in RESTART_ONLY}
+    kept = {part: getattr(ctx.settings, part) for part in RESTART_ONLY}
     for part, value in kept.items():
         if getattr(new, part) != value:
             log.warning("config.reload_partial", setting=part, note="takes effect after a restart")
-    old = dispatcher.runtime
-    dispatcher.runtime = Runtime(new.model_copy(update=kept), runtime.processors, runtime.timeouts_s)
-    dispatcher.log_fired = new.logging.level in ("debug", "info")
+    old = ctx.runtime
+    ctx.runtime = Runtime(new.model_copy(update=kept), runtime.processors, runtime.timeouts_s)
     configure_logging(new.logging.level, new.logging.format, [mask_pii])
     log.info("config.reloaded", rules=list(new.rules), processors=list(new.processors))
     return old

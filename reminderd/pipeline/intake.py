@@ -1,9 +1,11 @@
-"""The sweep and the precise timer: claim whatever the index says is due.
+"""Intake: the precise timer, the sweep and the expired-event batches, all claiming what is due.
 
-The index is the truth, so this loop alone delivers every reminder; expired events only
+The index is the truth, so the timer alone delivers every reminder; expired events only
 make it faster. It sleeps until the earliest due time (never longer than the sweep
-interval) and wakes early when the schedule script announces an earlier due time.
-Expired-event keys are claimed here too, batched, through the same claim script.
+interval) and wakes early on a hint (``pipeline.hints``: a wake message, a re-armed
+reminder, a new connection). Expired-event keys are claimed here too, batched, through
+the same claim script. Intake owns what it feeds: the dispatcher, and the Redis clock that
+every claim reply sets.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import structlog
 from redis.exceptions import RedisError
 
 from reminderd.config.model import DaemonSettings
+from reminderd.pipeline.clock import RedisClock
 from reminderd.pipeline.dispatch import Dispatcher
-from reminderd.storage.store import Claim, Store
-from reminderd.telemetry.metrics import Metrics
+from reminderd.pipeline.finish import Finisher
+from reminderd.pipeline.hints import Hints
+from reminderd.pipeline.runtime import Context
+from reminderd.storage.store import Claim
 
 log = structlog.get_logger("reminderd.pipeline.intake")
 EVENT_BATCH = 500
@@ -26,60 +31,43 @@ EVENT_BATCH = 500
 DISARM_AHEAD_MS = 250
 
 
-class Sweeper:
+class Intake:
     """Claims due occurrences (timer, periodic sweep, events) and hands them to dispatch."""
 
-    def __init__(self, store: Store, dispatcher: Dispatcher, metrics: Metrics, instance: str) -> None:
-        self.store = store
-        self.dispatcher = dispatcher
-        self.metrics = metrics
-        self.instance = instance
-        self.wake = asyncio.Event()
-        self.offset_ms = 0  # redis clock minus host clock
+    def __init__(self, ctx: Context, hints: Hints, finisher: Finisher, group: asyncio.TaskGroup) -> None:
+        self.ctx = ctx
+        self.hints = hints
+        self.clock = RedisClock()
+        self.dispatcher = Dispatcher(ctx, self.clock, finisher, group)
+        self.capacity = self.dispatcher.capacity
         self.last_sweep_ms = 0
         self._disarmed_until_ms = 0
-        self.planned_wake_ms = 0  # redis-clock instant the timer will next wake at
-        self._events: dict[str, float] = {}  # trigger key -> monotonic arrival of its event
-        self._event_ready = asyncio.Event()
         self._stale_events = 0  # stale events since the last warning (logged at most every 5 s)
         self._stale_logged_at = 0.0
 
     @property
     def _daemon(self) -> DaemonSettings:
-        return self.dispatcher.runtime.settings.daemon
-
-    def redis_now_ms(self) -> int:
-        """Redis's clock, estimated from the last reading."""
-        return int(time.time() * 1000) + self.offset_ms
-
-    def _observe_clock(self, redis_now_ms: int) -> None:
-        self.offset_ms = redis_now_ms - int(time.time() * 1000)
-
-    def nudge(self, due_ms: int | None = None) -> None:
-        """Wake the timer: a due time earlier than its plan, a reconnect, a new Redis."""
-        if due_ms is None or due_ms < self.planned_wake_ms:
-            self.planned_wake_ms = 0 if due_ms is None else due_ms
-            self.wake.set()
+        return self.ctx.settings.daemon
 
     async def sweep_once(self, source: str = "sweep") -> int:
         """Claim due occurrences while there is capacity; how many were claimed."""
         total = 0
         while True:
-            slots = self.dispatcher.free_slots()
+            slots = self.capacity.free()
             if slots == 0:
                 break
             limit = min(self._daemon.sweep_batch, slots)
-            now, claims = await self.store.claim_due(
-                self.instance, limit=limit, lease_ms=self._daemon.lease_ms
+            now, claims = await self.ctx.store.claim_due(
+                self.ctx.instance, limit=limit, lease_ms=self._daemon.lease_ms
             )
-            self._observe_clock(now)
+            self.clock.observe(now)
             for claim in claims:
-                self._events.pop(claim.key, None)  # claimed: its queued expired event is moot
+                self.hints.expired.pop(claim.key, None)  # claimed: its queued expired event is moot
             total += self.dispatcher.submit(claims, source)
             if len(claims) < limit:
                 break
-        self.last_sweep_ms = self.redis_now_ms()
-        self.metrics.swept()
+        self.last_sweep_ms = self.clock.now_ms()
+        self.ctx.metrics.swept()
         return total
 
     async def run_timer(self) -> None:
@@ -101,12 +89,12 @@ class Sweeper:
 
     async def _next_delay_s(self, claimed: int) -> float:
         interval_s = self._daemon.sweep_interval_ms / 1000
-        if self.dispatcher.free_slots() < self._refill_at():
+        if self.capacity.free() < self._refill_at():
             return interval_s  # woken early once enough slots are free
-        nxt = await self.store.next_due()
+        nxt = await self.ctx.store.next_due()
         if nxt is None:
             return interval_s
-        now = self.redis_now_ms()
+        now = self.clock.now_ms()
         until_due_ms = nxt[1] - now
         if until_due_ms <= 0:
             return 0.01 if claimed == 0 else 0.0  # due but held by another instance's lease
@@ -121,56 +109,46 @@ class Sweeper:
         until = now_ms + DISARM_AHEAD_MS
         start = max(self._disarmed_until_ms, now_ms)
         if until > start:
-            await self.store.disarm(start, until)
+            await self.ctx.store.disarm(start, until)
             self._disarmed_until_ms = until
 
     async def _wait(self, delay_s: float) -> None:
-        self.wake.clear()
-        self.planned_wake_ms = self.redis_now_ms() + int(delay_s * 1000)
-        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self.wake.wait())]
-        if self.dispatcher.free_slots() < self._refill_at():
-            waiters.append(asyncio.ensure_future(self._capacity(self._refill_at())))
+        self.hints.wake.clear()
+        self.hints.planned_wake_ms = self.clock.now_ms() + int(delay_s * 1000)
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self.hints.wake.wait())]
+        if self.capacity.free() < self._refill_at():
+            waiters.append(asyncio.ensure_future(self.capacity.room(self._refill_at())))
         try:
             await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()
 
-    async def _capacity(self, slots: int) -> None:
-        """Return once at least ``slots`` processing slots are free."""
-        while self.dispatcher.free_slots() < slots:
-            self.dispatcher.slot_freed.clear()
-            await self.dispatcher.slot_freed.wait()
-
-    def add_event_keys(self, keys: list[str]) -> None:
-        """Queue trigger keys announced by expired events (never blocks the subscriber)."""
-        arrived = time.monotonic()
-        for key in keys:
-            self._events.setdefault(key, arrived)
-        self._event_ready.set()
-
     async def run_events(self) -> None:
-        """Claim queued event keys in batches; forever."""
+        """Claim the keys of expired events in batches; forever."""
         while True:
-            await self._event_ready.wait()
-            self._event_ready.clear()
-            while self._events:
-                await self._claim_event_batch()
+            await self.hints.expired_ready.wait()
+            self.hints.expired_ready.clear()
+            while self.hints.expired:
+                await self.claim_events_once()
                 _raise_if_cancelled()
 
-    async def _claim_event_batch(self) -> None:
-        await self._capacity(1)
-        batch = list(islice(self._events, min(EVENT_BATCH, self.dispatcher.free_slots())))
+    async def claim_events_once(self) -> int:
+        """Claim one batch of expired-event keys (waiting for a free slot); how many were claimed."""
+        await self.capacity.room(1)
+        batch = list(islice(self.hints.expired, min(EVENT_BATCH, self.capacity.free())))
+        if not batch:  # a sweep claimed them while we waited for room
+            return 0
         try:
             now, claims = await self._claim_events(*self._split_by_age(batch))
         except RedisError as exc:
             log.warning("redis.claim_failed", error=str(exc), keys=len(batch))
             await asyncio.sleep(0.2)
-            return
+            return 0
         for key in batch:
-            self._events.pop(key, None)
-        self._observe_clock(now)
-        self.dispatcher.submit(claims, "event")
+            self.hints.expired.pop(key, None)
+        self.clock.observe(now)
+        return self.dispatcher.submit(claims, "event")
 
     def _split_by_age(self, batch: list[str]) -> tuple[list[str], list[str]]:
         """(fresh, stale) events: only a fresh one may adopt a record-less key as a raw reminder.
@@ -181,16 +159,17 @@ class Sweeper:
         between the completion and the event's arrival.
         """
         oldest_fresh = time.monotonic() - self._daemon.raw_dedupe_window_ms / 2000
-        fresh = [k for k in batch if self._events[k] >= oldest_fresh]
-        stale = [k for k in batch if self._events[k] < oldest_fresh]
+        arrived = self.hints.expired
+        fresh = [k for k in batch if arrived[k] >= oldest_fresh]
+        stale = [k for k in batch if arrived[k] < oldest_fresh]
         return fresh, stale
 
     async def _claim_events(self, fresh: list[str], stale: list[str]) -> tuple[int, list[Claim]]:
         now, claims = 0, []
         for keys, adopt in ((fresh, True), (stale, False)):
             if keys:
-                now, got = await self.store.claim_keys(
-                    self.instance, keys, lease_ms=self._daemon.lease_ms, adopt_raw=adopt
+                now, got = await self.ctx.store.claim_keys(
+                    self.ctx.instance, keys, lease_ms=self._daemon.lease_ms, adopt_raw=adopt
                 )
                 claims += got
         self._stale_events += len(stale)
@@ -209,11 +188,11 @@ class Sweeper:
         while True:
             claimed = await self.sweep_once("startup")
             total += claimed
-            _scheduled, due = await self.store.counts(self.redis_now_ms())
-            if due == 0 or (claimed == 0 and self.dispatcher.free_slots() > 0):
+            _scheduled, due = await self.ctx.store.counts(self.clock.now_ms())
+            if due == 0 or (claimed == 0 and self.capacity.free() > 0):
                 return total
-            if self.dispatcher.free_slots() < self._refill_at():
-                await self._capacity(self._refill_at())
+            if self.capacity.free() < self._refill_at():
+                await self.capacity.room(self._refill_at())
 
 
 def _raise_if_cancelled() -> None:

@@ -9,32 +9,26 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 
 import structlog
 from redis.exceptions import RedisError
 
-from reminderd.config.model import Settings
 from reminderd.core.trigger_keys import TriggerKey, parse_key
-from reminderd.pipeline.intake import Sweeper
+from reminderd.pipeline.intake import Intake
+from reminderd.pipeline.runtime import Context
 from reminderd.storage.server import ServerIdentity, server_identity
-from reminderd.storage.store import Store
-from reminderd.telemetry.metrics import Metrics
 
 log = structlog.get_logger("reminderd.pipeline.recovery")
 _GLOB = re.compile(r"([*?\[\]\\])")
 
 
-class Maintenance:
+class Recovery:
     """Adoption scans, trigger-key repair, start-up recovery, gauges and server watch."""
 
-    def __init__(
-        self, store: Store, sweeper: Sweeper, metrics: Metrics, settings: Callable[[], Settings]
-    ) -> None:
-        self.store = store
-        self.sweeper = sweeper
-        self.metrics = metrics
-        self.settings = settings
+    def __init__(self, ctx: Context, intake: Intake) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.intake = intake
         self._cursors: dict[str, int] = {}
         self._server: ServerIdentity | None = None
         self._scheduled_seen = 0  # index size at the last look, to tell a wiped Redis
@@ -47,7 +41,7 @@ class Maintenance:
         try:
             adopted = await self.adopt_all()
             repaired = await self.repair_all()
-            recovered = await self.sweeper.drain_backlog()
+            recovered = await self.intake.drain_backlog()
         except RedisError as exc:
             # A read-only replica, or Redis gone mid-way: the periodic sweep retries the same
             # work with backoff, so exiting (and a restart loop under systemd) gains nothing.
@@ -64,7 +58,7 @@ class Maintenance:
     async def adopt_all(self) -> int:
         """Scan every rule prefix to the end (start-up)."""
         total = 0
-        for prefix in self.settings().prefixes:
+        for prefix in self.ctx.settings.prefixes:
             cursor = 0
             while True:
                 cursor, n = await self._adopt_step(prefix, cursor, 1000)
@@ -75,8 +69,8 @@ class Maintenance:
 
     async def adopt_scan(self) -> None:
         """Periodic, bounded: continue each prefix's SCAN where the last run stopped."""
-        budget = self.settings().daemon.adoption_batch
-        for prefix in self.settings().prefixes:
+        budget = self.ctx.settings.daemon.adoption_batch
+        for prefix in self.ctx.settings.prefixes:
             cursor = self._cursors.get(prefix, 0)
             step, seen = min(1000, budget), 0
             while seen < budget:
@@ -89,17 +83,17 @@ class Maintenance:
     async def _adopt_step(self, prefix: str, cursor: int, count: int) -> tuple[int, int]:
         pattern = _GLOB.sub(r"\\\1", prefix) + "-*"
         cursor, keys = await self.store.scan_trigger_keys(cursor, pattern, count)
-        prefixes = self.settings().prefixes
+        prefixes = self.ctx.settings.prefixes
         wanted = [k for k in keys if isinstance(p := parse_key(k, prefixes), TriggerKey) and p.rule == prefix]
         if not wanted:
             return cursor, 0
-        limit = self.settings().limits.payload_max_bytes
+        limit = self.ctx.settings.limits.payload_max_bytes
         found = await self.store.adopt(wanted, payload_max_bytes=limit)
         if found.adopted:
-            self.metrics.adopted(prefix, found.adopted)
+            self.ctx.metrics.adopted(prefix, found.adopted)
             log.info("reminder.adopted", count=found.adopted, rule=prefix)
         for key in found.oversized:
-            self.metrics.dead_lettered(prefix)
+            self.ctx.metrics.dead_lettered(prefix)
             log.error("reminder.dead_lettered", key=key, reason="payload_too_large", limit_bytes=limit)
         return cursor, found.adopted
 
@@ -117,10 +111,10 @@ class Maintenance:
 
     async def refresh_gauges(self) -> int:
         """Update scheduled/backlog gauges; the backlog."""
-        scheduled, backlog = await self.store.counts(self.sweeper.redis_now_ms())
+        scheduled, backlog = await self.store.counts(self.intake.clock.now_ms())
         self._scheduled_seen = scheduled
-        self.metrics.set_scheduled(scheduled)
-        self.metrics.set_backlog(backlog)
+        self.ctx.metrics.set_scheduled(scheduled)
+        self.ctx.metrics.set_backlog(backlog)
         return backlog
 
     async def server_changed(self) -> bool:
@@ -138,7 +132,7 @@ class Maintenance:
             new_run_id=current.run_id,
             note="a restart or failover: re-applying notification flags and sweeping now",
         )
-        scheduled, _ = await self.store.counts(self.sweeper.redis_now_ms())
+        scheduled, _ = await self.store.counts(self.intake.clock.now_ms())
         # Other daemons' heartbeats may already be in the new Redis: an index that was
         # not empty a heartbeat ago and is now is the sign that counts.
         if scheduled == 0 and (current.keys == 0 or self._scheduled_seen > 0):

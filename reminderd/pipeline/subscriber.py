@@ -1,16 +1,15 @@
-"""The subscriber: expired events and wake-ups, read fast and handed on.
+"""The subscriber: expired events and wake-ups, read fast and left as hints for intake.
 
 It never processes anything itself, so a burst of expirations cannot back up into
 Redis's pubsub output buffer and get this connection cut. redis-py re-subscribes
 silently after a dropped connection; a second confirmation for a channel is how we
-notice, and every re-subscription triggers an immediate sweep (events may have been
-lost while the connection was down).
+notice, and every re-subscription asks for an immediate sweep (events may have been
+lost while the connection was down). Everything it learns goes into ``Hints``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -18,39 +17,26 @@ import structlog
 from redis.exceptions import RedisError
 
 from reminderd.core.trigger_keys import Rejection, parse_key
-from reminderd.storage.names import Names, expired_channel
-from reminderd.telemetry.metrics import Metrics
+from reminderd.pipeline.hints import Hints
+from reminderd.pipeline.runtime import Context
+from reminderd.storage.names import expired_channel
 
 log = structlog.get_logger("reminderd.pipeline.subscriber")
 
 
-class Listener:
+class Subscriber:
     """Subscribes to ``__keyevent@<db>__:expired`` and the namespace's wake channel."""
 
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        db: int,
-        names: Names,
-        metrics: Metrics,
-        *,
-        prefixes: Callable[[], tuple[str, ...]],
-        on_keys: Callable[[list[str]], None],
-        on_wake: Callable[[int | None], None],
-        on_resubscribe: Callable[[], None],
-    ) -> None:
+    def __init__(self, client: aioredis.Redis, db: int, ctx: Context, hints: Hints) -> None:
         self.client = client
         self.channel = expired_channel(db)
-        self.names = names
-        self.metrics = metrics
-        self.prefixes = prefixes
-        self.on_keys = on_keys
-        self.on_wake = on_wake
-        self.on_resubscribe = on_resubscribe
+        self.names = ctx.store.names
+        self.ctx = ctx
+        self.hints = hints
         self.subscribed = asyncio.Event()
         self.canaries: dict[str, asyncio.Future[None]] = {}
         self._logged_reasons: set[str] = set()
-        self._internal = names.namespace + ":"
+        self._internal = self.names.namespace + ":"
 
     async def run(self) -> None:
         """Listen forever, reconnecting with backoff."""
@@ -60,7 +46,7 @@ class Listener:
                 await self._listen()
             except RedisError as exc:
                 self.subscribed.clear()
-                self.metrics.set_subscriber_connected(False)
+                self.ctx.metrics.set_subscriber_connected(False)
                 log.warning("redis.subscriber_disconnected", error=str(exc), retry_in_s=delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
@@ -87,18 +73,18 @@ class Listener:
             if channel == self.channel:
                 self._on_expired(msg["data"])
             elif channel == self.names.wake:
-                self.on_wake(_int_or_none(msg["data"]))
+                self.hints.due_at(_int_or_none(msg["data"]))
 
     def _on_subscribe(self, channel: str, confirmed: set[str]) -> None:
         if channel in confirmed:
             log.warning("redis.resubscribed", channel=channel)
             if channel == self.channel:
-                self.on_resubscribe()
+                self.hints.new_connection()
             return
         confirmed.add(channel)
         if len(confirmed) == 2:
             self.subscribed.set()
-            self.metrics.set_subscriber_connected(True)
+            self.ctx.metrics.set_subscriber_connected(True)
             log.info("redis.subscribed", channel=self.channel)
 
     def _on_expired(self, key: str) -> None:
@@ -107,15 +93,15 @@ class Listener:
             if fut is not None and not fut.done():
                 fut.set_result(None)
             return
-        parsed = parse_key(key, self.prefixes())
+        parsed = parse_key(key, self.ctx.settings.prefixes)
         if isinstance(parsed, Rejection):
             self._reject(parsed)
             return
-        self.on_keys([key])
+        self.hints.key_expired(key)
 
     def _reject(self, rejection: Rejection) -> None:
         no_rule = rejection.reason == "matches no configured rule prefix"
-        self.metrics.rejected_key("no_rule" if no_rule else "malformed")
+        self.ctx.metrics.rejected_key("no_rule" if no_rule else "malformed")
         if no_rule:
             # Other applications' keys expire in the same database: count, log the first only.
             if "no_rule" not in self._logged_reasons:

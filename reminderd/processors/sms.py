@@ -79,7 +79,7 @@ class SmsProcessor:
     async def __call__(self, occ: Occurrence) -> Mapping[str, str] | None:
         """Send one message; return ``{"message_id": ..., "to": <masked number>}``."""
         log = self._ctx.log.bind(processor=self.name, key=occ.key, occurrence=occ.occurrence)
-        profile = await self._profile(occ.user_id)
+        profile = await self._profile(occ)
         if self._opted_out(occ.payload, profile):
             log.info("reminder.skipped", reason="opted out")
             raise SkipOccurrence("opted out")
@@ -94,21 +94,24 @@ class SmsProcessor:
         log.debug("sms.body", to=masked, body=body)
         return {"message_id": message_id, "to": masked}
 
-    async def _profile(self, user_id: str) -> dict[str, str]:
-        """The lookup hash's phone, tz and opt-out values (empty without a lookup)."""
+    async def _profile(self, occ: Occurrence) -> dict[str, str]:
+        """The lookup hash's phone, tz and opt-out values (empty without a lookup).
+
+        The pipeline reads the hash once per occurrence and carries it (``occ.profile``);
+        only without that is it read here.
+        """
         lookup = self._settings.recipient.lookup
         if lookup is None:
             return {}
-        wanted = {"phone": lookup.phone_field, "tz": lookup.tz_field, "opt_out": lookup.opt_out_field}
-        names = [(role, field) for role, field in wanted.items() if field]
-        key = lookup.key.replace("{user_id}", user_id)
+        key, fields = lookup.hash_key(occ.user_id), lookup.fields
+        carried = None if occ.profile is None else occ.profile.get(key)
+        if carried is not None:
+            return {role: carried[name] for role, name in fields.items() if name in carried}
         try:
-            found = await self._ctx.redis.hmget(key, [field for _, field in names])
+            found = await self._ctx.redis.hmget(key, list(fields.values()))
         except aioredis.RedisError as exc:
             raise RetryableError(f"reading {key} failed: {type(exc).__name__}") from exc
-        return {
-            role: _text(value) for (role, _), value in zip(names, found, strict=True) if value is not None
-        }
+        return {role: _text(value) for role, value in zip(fields, found, strict=True) if value is not None}
 
     def _opted_out(self, payload: Mapping[str, Any], profile: Mapping[str, str]) -> bool:
         field = self._settings.opt_out_field
@@ -124,7 +127,7 @@ class SmsProcessor:
         missing = f"{source} is missing"
         lookup = self._settings.recipient.lookup
         if (value is None or value == "") and lookup is not None:
-            key = lookup.key.replace("{user_id}", user_id)
+            key = lookup.hash_key(user_id)
             value, source = profile.get("phone"), f"{key} field {lookup.phone_field}"
             missing += f" and {key} has no {lookup.phone_field}"
         if value is None or value == "":

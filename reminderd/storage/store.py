@@ -8,7 +8,7 @@ calling convention (``reminderd.storage.scripts``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
@@ -164,10 +164,19 @@ class Store:
         cursor, keys = await self.redis.scan(cursor, match=pattern, count=count, _type="string")
         return int(cursor), [str(k) for k in keys]
 
-    async def hash_field(self, key: str, field: str) -> str | None:
-        """One field of a hash outside the namespace (a user lookup hash)."""
-        value = await self.redis.hget(key, field)
-        return None if value is None else str(value)
+    async def hash_fields(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str]]:
+        """Fields of hashes outside the namespace (user lookup hashes) in one round trip.
+
+        ``wanted`` maps a hash to the fields to read; the reply maps it to those present.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, fields in wanted.items():
+                pipe.hmget(key, list(fields))
+            rows: list[list[str | None]] = await pipe.execute()
+        return {
+            key: {f: str(v) for f, v in zip(fields, row, strict=True) if v is not None}
+            for (key, fields), row in zip(wanted.items(), rows, strict=True)
+        }
 
     async def counts(self, now_ms: int) -> tuple[int, int]:
         """(scheduled, due now) from the index."""

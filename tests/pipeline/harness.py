@@ -1,0 +1,162 @@
+"""An in-process pipeline on a private Redis, stepped by the test instead of slept on.
+
+``running(url, config, processors)`` builds what the daemon builds (store, context, hints,
+finisher, intake with its dispatcher) inside a task group; the test drives one cycle with
+``step`` (claim what is due, take each claim to its verdict) or ``sweep`` (intake's own
+``sweep_once``, then wait for what it started) and looks at the verdicts and at Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from reminderd.config import load_config_text
+from reminderd.core.schedules import Once, Schedule
+from reminderd.models import Misfire, Occurrence
+from reminderd.pipeline.decisions import Verdict
+from reminderd.pipeline.dispatch import Dispatcher
+from reminderd.pipeline.finish import Finisher
+from reminderd.pipeline.hints import Hints
+from reminderd.pipeline.intake import Intake
+from reminderd.pipeline.runtime import Context, Runtime
+from reminderd.processors.base import Processor
+from reminderd.storage.names import Names
+from reminderd.storage.store import ScheduleRequest, Store, encode_payload
+from reminderd.telemetry.metrics import Metrics
+
+INSTANCE = "test-1"
+KEY = "send_message-42-daily"
+
+
+class Recorder:
+    """A processor that keeps every occurrence it gets and answers with its next scripted reply.
+
+    A reply is an exception to raise or None to succeed; when the script runs out it succeeds.
+    """
+
+    def __init__(self, *replies: Exception | None) -> None:
+        self.replies = list(replies)
+        self.seen: list[Occurrence] = []
+
+    async def __call__(self, occ: Occurrence) -> Mapping[str, str] | None:
+        """Record ``occ``, then raise or succeed as scripted."""
+        self.seen.append(occ)
+        reply = self.replies.pop(0) if self.replies else None
+        if reply is not None:
+            raise reply
+        return {"attempt": str(occ.attempt)}
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+@dataclass
+class Pipeline:
+    """The running parts and the helpers a test steps them with."""
+
+    redis: aioredis.Redis
+    ctx: Context
+    hints: Hints
+    intake: Intake
+
+    @property
+    def store(self) -> Store:
+        """The store the pipeline writes through."""
+        return self.ctx.store
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher intake feeds."""
+        return self.intake.dispatcher
+
+    async def step(self, source: str = "sweep") -> list[Verdict]:
+        """Claim everything due and take each claim to its written verdict; the verdicts."""
+        lease_ms = self.ctx.settings.daemon.lease_ms
+        now, claims = await self.store.claim_due(INSTANCE, limit=1000, lease_ms=lease_ms)
+        self.intake.clock.observe(now)
+        return list(await asyncio.gather(*(self.dispatcher.occurrence(c, source) for c in claims)))
+
+    async def sweep(self) -> int:
+        """One sweep by intake; returns once everything it started has its verdict."""
+        claimed = await self.intake.sweep_once()
+        assert await self.dispatcher.drain(10) == 0
+        return claimed
+
+    async def schedule(
+        self,
+        due_ms: int,
+        schedule: Schedule | None = None,
+        *,
+        key: str = KEY,
+        payload: Mapping[str, Any] | None = None,
+        misfire: Misfire | None = None,
+    ) -> None:
+        """Write a reminder due at ``due_ms`` (a one-shot unless ``schedule`` says otherwise)."""
+        payload_json = encode_payload(payload or {}, 16_384)
+        req = ScheduleRequest(key, due_ms, schedule or Once(due_ms), payload_json, misfire)
+        await self.store.schedule(req)
+
+    async def now_ms(self) -> int:
+        """Redis's clock."""
+        return await self.store.now_ms()
+
+    async def record(self, key: str = KEY) -> dict[str, str]:
+        """The record hash of ``key`` (empty when there is none)."""
+        fields: dict[str, str] = await self.redis.hgetall(self.store.names.record(key))  # type: ignore[misc]
+        return fields
+
+    async def due_ms(self, member: str = KEY) -> int | None:
+        """The index score of ``member``."""
+        score = await self.redis.zscore(self.store.names.due, member)
+        return None if score is None else int(score)
+
+    async def stats(self) -> dict[str, int]:
+        """The shared counters."""
+        raw: dict[str, str] = await self.redis.hgetall(self.store.names.stats)  # type: ignore[misc]
+        return {k: int(v) for k, v in raw.items()}
+
+    async def dead(self) -> list[tuple[str, dict[str, str]]]:
+        """Dead letters, oldest first."""
+        rows = await self.redis.xrange(self.store.names.dead)
+        return [(str(i), dict(f)) for i, f in rows]
+
+
+@asynccontextmanager
+async def running(
+    redis_url: str, config: str, processors: Mapping[str, Processor]
+) -> AsyncIterator[Pipeline]:
+    """The pipeline of ``config`` (YAML) with ``processors`` standing for the configured names."""
+    settings = load_config_text(config)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client, Names(settings.namespace))
+    runtime = Runtime(settings, processors, dict.fromkeys(processors, 5.0))
+    ctx = Context(store, runtime, Metrics(), INSTANCE)
+    hints = Hints()
+    finisher = Finisher(ctx, hints)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            flusher = tg.create_task(finisher.run())
+            intake = Intake(ctx, hints, finisher, tg)
+            yield Pipeline(client, ctx, hints, intake)
+            await intake.dispatcher.drain(10)
+            flusher.cancel()
+    finally:
+        await client.aclose()
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], timeout_s: float = 5.0) -> Any:
+    """Await ``check`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"condition not met within {timeout_s}s")
