@@ -11,18 +11,17 @@ import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from reminderd.config.base import Strict, ZoneName
 from reminderd.config.processors import LogSettings, ProcessorSettings
 from reminderd.core.durations import format_ms, parse_duration_ms
 from reminderd.core.schedules import Misfire
@@ -49,12 +48,6 @@ def _not_bool(value: object) -> object:
 
 Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]
-
-
-class Strict(BaseModel):
-    """Base of every settings model: frozen, unknown keys forbidden."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class EmbeddedSettings(Strict):
@@ -101,20 +94,8 @@ class QuietHours(Strict):
 
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    default_tz: str = "UTC"
+    default_tz: ZoneName = "UTC"
     tz_field: str = "tz"  # payload field (or lookup hash field) holding the user's zone
-
-    @field_validator("default_tz")
-    @classmethod
-    def _check_zone(cls, name: str) -> str:
-        """Checked here so a typo fails at load, not on every reminder at its quiet hour."""
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError(
-                f"unknown time zone {name!r} (expected an IANA name such as Europe/Berlin)"
-            ) from None
-        return name
 
 
 class RuleSettings(Strict):

@@ -1,10 +1,11 @@
 """``reminderd run``: lifecycle of one daemon instance.
 
 One ``AsyncExitStack`` owns every resource (embedded Redis, connections, HTTP client,
-processors, metrics endpoint); one ``TaskGroup`` owns every loop. Signal handlers only
-set events; the main task drains. Start-up order matters: subscribe first (so no event
-is missed), then fix and prove notifications, then reconcile (recover, repair, adopt),
-then READY=1 and live service.
+the processors in force, metrics endpoint); one ``TaskGroup`` owns every task: the
+pipeline's loops, the periodic jobs (``reminderd.daemon.periodic``) and the one-off work
+a reload or a reconnect starts. Signal handlers only set events; the main task drains.
+Start-up order matters: subscribe first (so no event is missed), then fix and prove
+notifications, then reconcile (recover, repair, adopt), then READY=1 and live service.
 """
 
 from __future__ import annotations
@@ -18,22 +19,23 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
 from reminderd.config import Settings, load_config
-from reminderd.core.cron import PeriodicJobs
 from reminderd.core.pii import mask_pii
-from reminderd.daemon.housekeeping import Heartbeat, renew_leases, schedule_jobs, watchdog
+from reminderd.daemon.housekeeping import Heartbeat, reapply_notifications, renewal, watchdog
+from reminderd.daemon.periodic import PeriodicLoop
 from reminderd.daemon.reload import build_runtime, close_later, close_processors, reload_runtime
+from reminderd.daemon.startup import canary_key, check_notifications, wait_for_redis
 from reminderd.errors import ConfigError, ReminderdError
 from reminderd.pipeline.completions import Completer
-from reminderd.pipeline.dispatch import Dispatcher, Runtime
+from reminderd.pipeline.dispatch import Dispatcher
 from reminderd.pipeline.intake import Sweeper
 from reminderd.pipeline.recovery import Maintenance
 from reminderd.pipeline.subscriber import Listener
@@ -42,13 +44,26 @@ from reminderd.storage.connection import db_of, make_client
 from reminderd.storage.embedded import EmbeddedRedis
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
-from reminderd.storage.server import NotifyState, doctor, ensure_notifications, prove_events
+from reminderd.storage.server import NotifyState
 from reminderd.storage.store import Store
 from reminderd.telemetry.logs import configure_logging
 from reminderd.telemetry.metrics import Health, Metrics, MetricsServer
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.lifecycle")
+Tasks = list[asyncio.Task[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """The pipeline objects of one run, wired together."""
+
+    store: Store
+    completer: Completer
+    dispatcher: Dispatcher
+    sweeper: Sweeper
+    maint: Maintenance
+    listener: Listener
 
 
 class Daemon:
@@ -67,7 +82,9 @@ class Daemon:
         self.metrics = Metrics()
         self.health = Health()
         self.notify_state = NotifyState()
-        self._background: set[asyncio.Task[None]] = set()  # fire-and-forget work, kept referenced
+        self._tg: asyncio.TaskGroup | None = None  # owns every task, set while serving
+        self._background: set[asyncio.Task[None]] = set()  # one-off tasks, cancelled at stop
+        self._loops: list[PeriodicLoop] = []  # poked at a reload: their intervals may change
 
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain, and return the exit code."""
@@ -83,18 +100,18 @@ class Daemon:
             stack.push_async_callback(subscriber.aclose)
             http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
             stack.push_async_callback(http.aclose)
-            if not await self._wait_for_redis(storage):
+            if not await wait_for_redis(storage, self.stop, self.health, self.notifier):
                 return 0
-            ctx = ProcessorContext(storage, http, self.names, structlog.get_logger("reminderd.processor"))
-            runtime = build_runtime(self.settings, ctx)
-            stack.push_async_callback(close_processors, runtime)
-            self._ctx = ctx
+            processor_log = structlog.get_logger("reminderd.processor")
+            self._ctx = ProcessorContext(storage, http, self.names, processor_log)
+            self._runtime = build_runtime(self.settings, self._ctx)
+            stack.push_async_callback(self._close_runtime)  # the one in force at exit
             if self.settings.metrics.enabled:
                 server = MetricsServer(
                     self.settings.metrics.host, self.settings.metrics.port, self.metrics, self.health.snapshot
                 ).start()
                 stack.callback(server.stop)
-            return await self._serve(storage, subscriber, runtime, stack)
+            return await self._serve(storage, subscriber)
         return 0  # pragma: no cover - the block always returns
 
     async def _redis_url(self, stack: AsyncExitStack) -> str:
@@ -107,30 +124,13 @@ class Daemon:
         log.info("redis.embedded", url=embedded.url, pid=embedded.pid)
         return embedded.url
 
-    async def _wait_for_redis(self, storage: aioredis.Redis) -> bool:
-        """Retry until Redis answers (or we are told to stop): systemd may start us first."""
-        delay_s = 0.2
-        while not self.stop.is_set():
-            try:
-                await storage.ping()
-                self.health.redis_reachable = True
-                return True
-            except (RedisError, OSError) as exc:
-                log.warning("redis.unavailable", error=str(exc), retry_in_s=delay_s)
-                self.notifier.status(f"waiting for Redis: {exc}")  # why the unit is not active yet
-                try:
-                    await asyncio.wait_for(self.stop.wait(), delay_s)
-                except TimeoutError:
-                    delay_s = min(delay_s * 2, 10.0)
-        self.notifier.stopping("stopped before Redis answered")
-        return False
+    async def _close_runtime(self) -> None:
+        await close_processors(self._runtime)
 
-    async def _serve(
-        self, storage: aioredis.Redis, subscriber: aioredis.Redis, runtime: Runtime, stack: AsyncExitStack
-    ) -> int:
+    def _pipeline(self, storage: aioredis.Redis, subscriber: aioredis.Redis) -> Pipeline:
         store = Store(storage, self.names, fired_window_ms=self.settings.daemon.raw_dedupe_window_ms)
         completer = Completer(store, self.me.instance)
-        dispatcher = Dispatcher(store, runtime, self.metrics, self.me.instance, completer)
+        dispatcher = Dispatcher(store, self._runtime, self.metrics, self.me.instance, completer)
         sweeper = Sweeper(store, dispatcher, self.metrics, self.me.instance)
         dispatcher.on_rearm = sweeper.nudge
         maint = Maintenance(store, sweeper, self.metrics, lambda: self.settings)
@@ -144,49 +144,58 @@ class Daemon:
             on_wake=sweeper.nudge,
             on_resubscribe=lambda: self._on_new_connection(storage, sweeper),
         )
-        jobs = PeriodicJobs()
+        return Pipeline(store, completer, dispatcher, sweeper, maint, listener)
+
+    async def _serve(self, storage: aioredis.Redis, subscriber: aioredis.Redis) -> int:
+        p = self._pipeline(storage, subscriber)
         async with asyncio.TaskGroup() as tg:
-            # Work that must go on while draining: completions and lease renewal.
-            keep = [
-                tg.create_task(completer.run(), name="completer"),
-                tg.create_task(
-                    renew_leases(store, dispatcher, self.me.instance, lambda: self.settings), name="renew"
-                ),
-            ]
-            intake = [tg.create_task(listener.run(), name="listener")]
-            await self._startup(storage, listener, maint)
+            self._tg = tg
+            renew = renewal(p.store, p.dispatcher, self.me.instance, lambda: self.settings)
+            # Work that must go on while draining: completions, lease renewal, the watchdog.
+            keep = [tg.create_task(p.completer.run(), name="completer"), self._start(renew)]
+            intake = [tg.create_task(p.listener.run(), name="listener")]
+            await self._startup(storage, p.listener, p.maint)
             intake += [
-                tg.create_task(sweeper.run_timer(), name="timer"),
-                tg.create_task(sweeper.run_events(), name="events"),
-                tg.create_task(watchdog(self.notifier, self.health), name="watchdog"),
+                tg.create_task(p.sweeper.run_timer(), name="timer"),
+                tg.create_task(p.sweeper.run_events(), name="events"),
             ]
-            jobs.start()
-            self._schedule_jobs(jobs, storage, dispatcher, sweeper, maint)
-            await self._until_stopped(dispatcher)
-            self.notifier.stopping("draining")
-            log.info("daemon.stopping", in_flight=len(dispatcher.in_flight))
-            for task in intake:
-                task.cancel()
-            await jobs.shutdown(drain_ms=2000)
-            left = await dispatcher.drain(self.settings.daemon.drain_timeout_ms / 1000)
-            await completer.flush()
-            for task in keep:
-                task.cancel()
+            keep.append(self._start(watchdog(self.notifier, self.health)))
+            intake += [self._start(loop) for loop in self._heartbeat(storage, p).loops(self.health)]
+            await self._until_stopped(p.dispatcher)
+            left = await self._drain(p, intake, keep)
+        self._tg = None
         await _quietly(retire(storage, self.names, self.me))
-        log.info("daemon.stopped", unfinished=left, fired=dispatcher.fired_total)
+        log.info("daemon.stopped", unfinished=left, fired=p.dispatcher.fired_total)
         return 0
+
+    def _start(self, loop: PeriodicLoop) -> asyncio.Task[None]:
+        assert self._tg is not None
+        self._loops.append(loop)
+        return self._tg.create_task(loop.run(), name=loop.name)
+
+    def _heartbeat(self, storage: aioredis.Redis, p: Pipeline) -> Heartbeat:
+        return Heartbeat(
+            storage, self.names, self.me, lambda: self.settings, p.dispatcher, p.sweeper, p.maint,
+            self.metrics, self.notifier, self.notify_state,
+        )  # fmt: skip
+
+    async def _drain(self, p: Pipeline, intake: Tasks, keep: Tasks) -> int:
+        """Stop taking work, finish (or give up on) what is in flight, then stop the rest."""
+        self.notifier.stopping("draining")
+        log.info("daemon.stopping", in_flight=len(p.dispatcher.in_flight))
+        for task in intake:
+            task.cancel()
+        left = await p.dispatcher.drain(self.settings.daemon.drain_timeout_ms / 1000)
+        await p.completer.flush()
+        for task in (*keep, *self._background):
+            task.cancel()
+        return left
 
     async def _startup(self, storage: aioredis.Redis, listener: Listener, maint: Maintenance) -> None:
         started = time.monotonic()
-        try:
-            await asyncio.wait_for(listener.subscribed.wait(), 5.0)
-        except TimeoutError:
-            log.warning("redis.subscribe_slow", note="continuing; the sweep delivers regardless")
-        self.notify_state = await ensure_notifications(
-            storage, manage=self.settings.redis.manage_notifications
-        )
-        self.notify_state.warnings = await doctor(storage)
-        await self._canary(storage, listener)
+        key = canary_key(self.names, self.me.instance)
+        manage = self.settings.redis.manage_notifications
+        self.notify_state = await check_notifications(storage, listener, key, manage=manage)
         summary = await maint.reconcile()
         self.health.startup_sweep_done = True
         log.info(
@@ -199,51 +208,18 @@ class Daemon:
         )
         self.notifier.ready(f"recovered {summary['recovered']}, adopted {summary['adopted']}")
 
-    async def _canary(self, storage: aioredis.Redis, listener: Listener) -> None:
-        if not self.notify_state.ok:
-            self.notify_state.canary = "skipped"
-            return
-        key = f"{self.names.canary_prefix}{self.me.instance}:{secrets.token_hex(4)}"
-        ok = await prove_events(storage, key, listener.expect_canary(key))
-        self.notify_state.canary = "ok" if ok else "failed"
-        if ok:
-            log.info("redis.canary", result="ok")
-        else:
-            log.warning(
-                "redis.canary",
-                result="failed",
-                effect="expired events do not arrive; delivery relies on the sweep",
-            )
-
     def _on_new_connection(self, storage: aioredis.Redis, sweeper: Sweeper) -> None:
         """Events may have been lost: re-apply flags and sweep at once."""
         sweeper.nudge()
-        self._spawn(self._reapply_notifications(storage))
+        manage = self.settings.redis.manage_notifications
+        self._spawn(reapply_notifications(storage, self.notify_state, manage=manage), "reapply")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run one-off work in the task group; a failure is logged, a stop cancels it."""
+        assert self._tg is not None
+        task = self._tg.create_task(_logged(coro, name), name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _reapply_notifications(self, storage: aioredis.Redis) -> None:
-        """Merge the flags again and keep what the heartbeat reports in step."""
-        fresh = await ensure_notifications(storage, manage=self.settings.redis.manage_notifications)
-        self.notify_state.flags, self.notify_state.ok = fresh.flags, fresh.ok
-
-    def _schedule_jobs(
-        self,
-        jobs: PeriodicJobs,
-        storage: aioredis.Redis,
-        dispatcher: Dispatcher,
-        sweeper: Sweeper,
-        maint: Maintenance,
-    ) -> None:
-        heartbeat = Heartbeat(
-            storage, self.names, self.me, self.settings.daemon.heartbeat_interval_ms,
-            dispatcher, sweeper, maint, self.metrics, self.notifier, self.notify_state,
-            on_new_server=lambda: self._on_new_connection(storage, sweeper),
-        )  # fmt: skip
-        schedule_jobs(jobs, heartbeat, self.settings.daemon.adoption_interval_ms)
 
     async def _until_stopped(self, dispatcher: Dispatcher) -> None:
         while not self.stop.is_set():
@@ -254,17 +230,27 @@ class Daemon:
             reload.cancel()
             if self.reload.is_set():
                 self.reload.clear()
-                await self._reload(dispatcher)
+                self._reload(dispatcher)
 
-    async def _reload(self, dispatcher: Dispatcher) -> None:
+    def _reload(self, dispatcher: Dispatcher) -> None:
         self.notifier.reloading()
         old = reload_runtime(self.settings, self.config_path, self._ctx, dispatcher)
         if old is None:
             self.notifier.ready("reload failed; old configuration kept")
             return
-        self.settings = dispatcher.runtime.settings
+        self._runtime = dispatcher.runtime
+        self.settings = self._runtime.settings
+        for loop in self._loops:
+            loop.poke()  # an interval may have changed
         self.notifier.ready("configuration reloaded")
-        self._spawn(close_later(old))
+        self._spawn(close_later(old), "close-replaced")
+
+
+async def _logged(coro: Awaitable[None], name: str) -> None:
+    try:
+        await coro
+    except Exception:
+        log.exception("background.failed", task=name)
 
 
 async def _quietly(coro: Awaitable[object]) -> None:

@@ -4,7 +4,7 @@ Under systemd stdout goes to the journal, so ``auto`` renders one JSON object pe
 there (``journalctl -u reminderd -o cat | jq``) and a coloured console format on a TTY.
 Loggers are not cached, so ``configure_logging`` can run again (SIGHUP changes the level)
 and every existing logger follows. Log records of libraries that use stdlib ``logging``
-(APScheduler, httpx) go through the same renderer, so the journal holds one format.
+(httpx, redis) go through the same renderer, so the journal holds one format.
 
 Secrets never reach the log: ``mask_secrets`` replaces values of keys that look like
 credentials and passwords inside URLs, at any depth, after every other processor ran.
