@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,22 +26,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from reminderd.api.reminders import AsyncReminders
 from reminderd.config import load_config
 from reminderd.config.model import Settings
+from reminderd.core.pii import mask_url
 from reminderd.errors import RedisUnavailableError
 from reminderd.storage.connection import REDIS_DOWN, make_client
 from reminderd.storage.embedded import connect_or_start
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any ``user:password@`` credentials replaced, so it can be printed."""
-    if "@" not in url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    auth = f"{user}:***" if parts.password is not None else "***"
-    return urlunsplit(parts._replace(netloc=f"{auth}@{host}"))
 
 
 def reason_of(exc: BaseException) -> str:

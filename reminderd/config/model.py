@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +23,7 @@ from pydantic import (
 from reminderd.config.base import Strict, ZoneName
 from reminderd.config.processors import LogSettings, ProcessorSettings
 from reminderd.core.durations import format_ms, parse_duration_ms
+from reminderd.core.pii import mask_url
 from reminderd.core.schedules import Misfire
 from reminderd.core.trigger_keys import prefix_problem
 
@@ -73,7 +73,7 @@ class RedisSettings(Strict):
     @classmethod
     def _check_url(cls, url: str) -> str:
         if url != "embedded" and not url.startswith(("redis://", "rediss://", "unix://")):
-            shown = _mask_url(url)
+            shown = mask_url(url)
             raise ValueError(
                 f"must be 'embedded' or start with redis://, rediss:// or unix://, got {shown!r}"
             )
@@ -232,21 +232,5 @@ def _mask(value: Any, secret: bool = False) -> Any:
     if isinstance(value, list):
         return [_mask(v, secret) for v in value]
     if isinstance(value, str) and value:
-        return "***" if secret else _mask_url(value)
+        return "***" if secret else mask_url(value)
     return value
-
-
-def _mask_url(text: str) -> str:
-    """``text`` with the password of a URL (``redis://:pw@host``) replaced by ``***``."""
-    if "://" not in text or "@" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-        password = parts.password
-    except ValueError:
-        return text
-    if not password:
-        return text
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))

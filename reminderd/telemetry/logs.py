@@ -23,6 +23,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from reminderd.core.pii import mask_url
 from reminderd.errors import ConfigError
 from reminderd.telemetry.log_output import LogOutput, output_for
 
@@ -36,7 +37,6 @@ LEVELS: Mapping[str, int] = {
 }
 MASK = "***"
 _SECRET_KEY = re.compile(r"pass(word|wd)|token|secret|auth|api_?key|credential|cookie", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?P<tail>@)", re.IGNORECASE)
 _NOISY_LIBRARIES = ("httpx", "httpcore")  # one INFO line per request, URLs included
 _HANDLER_NAME = "reminderd"
 
@@ -49,7 +49,7 @@ def _masked(value: Any, depth: int = 0) -> Any:
     if type(value) in _PLAIN or depth > 8:
         return value
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<tail>", value) if "://" in value else value
+        return mask_url(value)
     if isinstance(value, Mapping):
         return {k: _masked_item(k, v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
