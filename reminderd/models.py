@@ -7,7 +7,7 @@ accident in a processor.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from reminderd.core.schedules import Misfire, Schedule
@@ -45,7 +45,6 @@ class Occurrence:
     fired_at_ms: int
     occurrence: int
     attempt: int
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:

@@ -181,10 +181,6 @@ class Settings(Strict):
             raise ValueError("rules: at least one rule is required")
         return self
 
-    def retry_for(self, rule: str) -> RetrySettings:
-        """The rule's retry policy, falling back to the global one."""
-        return self.rules[rule].retry or self.retry
-
     @cached_property
     def prefixes(self) -> tuple[str, ...]:
         """The configured rule prefixes (rule names); cached, it is read for every event."""

@@ -26,7 +26,6 @@ from reminderd.core.pii import mask_phone
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 MESSAGE_FIELDS = ("user_id", "type", "key", "rule", "occurrence", "tz", "due_local", "due_utc")
 GATEWAY_FIELDS = (*MESSAGE_FIELDS, "to", "from", "body", "token", "idempotency_key")
-DATETIME_FIELDS = frozenset({"due_local", "due_utc"})
 _SAMPLES: dict[str, Any] = {
     "occurrence": 1,
     "due_local": datetime(2000, 1, 1, tzinfo=UTC),

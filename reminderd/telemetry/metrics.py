@@ -12,11 +12,9 @@ that the loop is stuck is what ``/healthz`` is for.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -147,15 +145,6 @@ class Metrics:
         """Occurrences being processed now."""
         self._in_flight.set(count)
 
-    @contextmanager
-    def track_in_flight(self) -> Iterator[None]:
-        """Count one occurrence as in flight while the block runs."""
-        self._in_flight.inc()
-        try:
-            yield
-        finally:
-            self._in_flight.dec()
-
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
@@ -184,12 +173,6 @@ class Health:
     def beat(self) -> None:
         """Record that the event loop is running; call it from a periodic loop task."""
         self.loop_heartbeat_s = time.monotonic()
-
-    async def beat_forever(self, interval_s: float) -> None:
-        """Beat every ``interval_s`` until cancelled; run it as a task of the daemon."""
-        while True:
-            self.beat()
-            await asyncio.sleep(interval_s)
 
     def snapshot(self) -> HealthState:
         """The current facts, for ``MetricsServer``."""
