@@ -9,7 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reminderd.telemetry.metrics import Health, HealthState, Metrics, MetricsServer
+from reminderd.telemetry.endpoint import MetricsServer
+from reminderd.telemetry.health import Health, HealthState
+from reminderd.telemetry.metrics import Metrics
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:

@@ -13,7 +13,7 @@ from redis.exceptions import ResponseError
 from structlog.testing import capture_logs
 
 from reminderd.daemon.periodic import BACKOFF_CAP_S, PeriodicLoop, next_tick_s, retry_delay_s
-from reminderd.telemetry.metrics import Health
+from reminderd.telemetry.health import Health
 
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:

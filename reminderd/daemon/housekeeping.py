@@ -26,7 +26,8 @@ from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, beat
 from reminderd.storage.server import NotifyState, ensure_notifications
 from reminderd.storage.store import Store
-from reminderd.telemetry.metrics import Health, Metrics
+from reminderd.telemetry.health import Health
+from reminderd.telemetry.metrics import Metrics
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.housekeeping")

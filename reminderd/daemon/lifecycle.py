@@ -46,8 +46,10 @@ from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
 from reminderd.storage.server import NotifyState
 from reminderd.storage.store import Store
+from reminderd.telemetry.endpoint import MetricsServer
+from reminderd.telemetry.health import Health
 from reminderd.telemetry.logs import configure_logging
-from reminderd.telemetry.metrics import Health, Metrics, MetricsServer
+from reminderd.telemetry.metrics import Metrics
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.lifecycle")

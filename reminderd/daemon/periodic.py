@@ -21,7 +21,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from reminderd.storage.connection import REDIS_DOWN
-from reminderd.telemetry.metrics import Health
+from reminderd.telemetry.health import Health
 
 log = structlog.get_logger("reminderd.daemon.periodic")
 BACKOFF_CAP_S = 5.0  # a backed-off retry waits at most this long, or one interval if longer

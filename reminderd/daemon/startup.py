@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from reminderd.pipeline.subscriber import Listener
 from reminderd.storage.names import Names
 from reminderd.storage.server import NotifyState, doctor, ensure_notifications, prove_events
-from reminderd.telemetry.metrics import Health
+from reminderd.telemetry.health import Health
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.startup")
