@@ -25,7 +25,6 @@ KNOWN: set[str] = {
     "reminderd/pipeline/failures.py dead",
     "reminderd/pipeline/gates.py defer_for_quiet_hours",
     "reminderd/pipeline/subscriber.py __init__",
-    "reminderd/storage/embedded.py __init__",
     "reminderd/storage/store.py replay",
     "reminderd/storage/store.py fail",
 }

@@ -40,8 +40,7 @@ from reminderd.pipeline.intake import Sweeper
 from reminderd.pipeline.recovery import Maintenance
 from reminderd.pipeline.subscriber import Listener
 from reminderd.processors.base import ProcessorContext
-from reminderd.storage.connection import db_of, make_client
-from reminderd.storage.embedded import EmbeddedRedis
+from reminderd.storage.connection import db_of, make_client, resolve_url
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
 from reminderd.storage.server import NotifyState
@@ -95,7 +94,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload.set)
         async with AsyncExitStack() as stack:
-            url = await self._redis_url(stack)
+            url = await resolve_url(self.settings.redis, stack, own=True)
             storage = make_client(self.settings.redis, url)
             stack.push_async_callback(storage.aclose)
             subscriber = make_client(self.settings.redis, url, subscriber=True)
@@ -115,16 +114,6 @@ class Daemon:
                 stack.callback(server.stop)
             return await self._serve(storage, subscriber)
         return 0  # pragma: no cover - the block always returns
-
-    async def _redis_url(self, stack: AsyncExitStack) -> str:
-        cfg = self.settings.redis
-        if cfg.url != "embedded":
-            return cfg.url
-        embedded = await stack.enter_async_context(
-            EmbeddedRedis(Path(cfg.embedded.dir) if cfg.embedded.dir else None, cfg.embedded.binary)
-        )
-        log.info("redis.embedded", url=embedded.url, pid=embedded.pid)
-        return embedded.url
 
     async def _close_runtime(self) -> None:
         await close_processors(self._runtime)
