@@ -7,7 +7,6 @@ silently dropped.
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -23,7 +22,7 @@ from pydantic import (
 from reminderd.config.base import Strict, ZoneName
 from reminderd.config.processors import LogSettings, ProcessorSettings
 from reminderd.core.durations import format_ms, parse_duration_ms
-from reminderd.core.pii import mask_url
+from reminderd.core.pii import SECRET_NAME, mask_url
 from reminderd.core.schedules import Misfire
 from reminderd.core.trigger_keys import prefix_problem
 
@@ -187,9 +186,6 @@ class Settings(Strict):
         return tuple(self.rules)
 
 
-_SECRET_KEY = re.compile(r"pass|secret|token|auth|credential|api[_-]?key|private", re.IGNORECASE)
-
-
 def describe(settings: Settings) -> dict[str, Any]:
     """A JSON-safe view for ``check-config``: valid YAML keys, durations as text, secrets masked.
 
@@ -224,7 +220,7 @@ def _render_durations(model: BaseModel, data: dict[str, Any]) -> None:
 
 def _mask(value: Any, secret: bool = False) -> Any:
     if isinstance(value, dict):
-        return {k: _mask(v, secret or bool(_SECRET_KEY.search(str(k)))) for k, v in value.items()}
+        return {k: _mask(v, secret or bool(SECRET_NAME.search(str(k)))) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, secret) for v in value]
     if isinstance(value, str) and value:

@@ -17,6 +17,8 @@ from structlog.typing import EventDict, WrappedLogger
 
 # "+", a non-zero digit and 6 to 14 more digits, not glued to other digits or letters.
 _E164_LIKE = re.compile(r"(?<![\w+*])\+[1-9]\d{6,14}(?!\d)")
+# Field names whose values are secrets, in configs and log events alike.
+SECRET_NAME = re.compile(r"pass|secret|token|auth|credential|api[_-]?key|private|cookie", re.IGNORECASE)
 # scheme://user:password@ or scheme://user@; the password runs to the authority's last "@".
 _URL_CREDENTIALS = re.compile(
     r"(?P<head>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*)(?::(?P<password>[^/\s]*))?@", re.IGNORECASE

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TextIO, cast
@@ -23,7 +22,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from reminderd.core.pii import mask_url
+from reminderd.core.pii import SECRET_NAME, mask_url
 from reminderd.errors import ConfigError
 from reminderd.telemetry.log_output import LogOutput, output_for
 
@@ -36,7 +35,6 @@ LEVELS: Mapping[str, int] = {
     "critical": logging.CRITICAL,
 }
 MASK = "***"
-_SECRET_KEY = re.compile(r"pass(word|wd)|token|secret|auth|api_?key|credential|cookie", re.IGNORECASE)
 _NOISY_LIBRARIES = ("httpx", "httpcore")  # one INFO line per request, URLs included
 _HANDLER_NAME = "reminderd"
 
@@ -69,7 +67,7 @@ def _is_secret_key(key: object) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _secret_name(key: str) -> bool:
     """Cached: log events reuse a small set of field names, one regex search each is enough."""
-    return _SECRET_KEY.search(key) is not None
+    return SECRET_NAME.search(key) is not None
 
 
 def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
