@@ -209,3 +209,26 @@ def test_readiness_follows_redis_reachability(
     wait_until(lambda: _readyz(port) == (503, "redis unreachable"), 10, "not ready while Redis is down")
     fresh_redis.start()
     wait_until(lambda: _readyz(port) == (200, None), 15, "ready again once Redis is back")
+
+
+def test_stop_after_reload_closes_old_and_new_processors_once(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str, daemons: list
+) -> None:
+    """After a reload, SIGTERM closes the replaced processors (without waiting out their grace) and
+    the ones in force, each once."""
+
+    def recorder(tag: str) -> dict[str, object]:
+        path = "tests.plugin_example:CloseRecorder"
+        return {"rec": {"type": "plugin", "path": path, "options": {"tag": tag}}}
+
+    rules = {"send_message": {"processors": ["rec"]}}
+    cfg = write_config(tmp_path / "cfg.yaml", redis_url, processors=recorder("v1"), rules=rules,
+                       daemon={"processor_timeout": "1h"})  # fmt: skip
+    d = DaemonProcess(cfg).start()
+    daemons.append(d)
+    write_config(tmp_path / "cfg.yaml", redis_url, processors=recorder("v2"), rules=rules,
+                 daemon={"processor_timeout": "1h"})  # fmt: skip
+    d.signal(signal.SIGHUP)
+    d.wait_for("config.reloaded")
+    assert d.stop(timeout_s=20) == 0
+    assert sorted(redis_server.client().lrange("closed", 0, -1)) == [b"v1", b"v2"]

@@ -79,6 +79,7 @@ class Daemon:
         )
         self.stop = asyncio.Event()
         self.reload = asyncio.Event()
+        self._woken = asyncio.Event()  # set with either, so the main task waits on one event
         self.notifier = Notifier.from_env()
         self.metrics = Metrics()
         self.health = Health()
@@ -91,8 +92,8 @@ class Daemon:
         """Start, serve until SIGTERM/SIGINT, drain, and return the exit code."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload.set)
+            loop.add_signal_handler(sig, self._signalled, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self._signalled, self.reload)
         async with AsyncExitStack() as stack:
             url = await resolve_url(self.settings.redis, stack, own=True)
             storage = make_client(self.settings.redis, url)
@@ -212,13 +213,15 @@ class Daemon:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _signalled(self, event: asyncio.Event) -> None:
+        """A signal handler: set ``event`` and wake the main task, nothing more."""
+        event.set()
+        self._woken.set()
+
     async def _until_stopped(self, dispatcher: Dispatcher) -> None:
         while not self.stop.is_set():
-            stop = asyncio.ensure_future(self.stop.wait())
-            reload = asyncio.ensure_future(self.reload.wait())
-            await asyncio.wait([stop, reload], return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            reload.cancel()
+            await self._woken.wait()
+            self._woken.clear()
             if self.reload.is_set():
                 self.reload.clear()
                 self._reload(dispatcher)
