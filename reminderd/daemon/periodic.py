@@ -7,7 +7,9 @@ a reload that changes it takes effect at once. A lost Redis connection is logged
 the delay, backed off, and reported to ``Health`` (as is the first success after it); any
 other error is logged and the job runs again at its next tick. ``CancelledError`` is never
 caught: cancelling the task (the daemon stopping) ends the loop, mid-run if need be, which
-is safe because every state change of the jobs is one atomic Redis script.
+is safe because every state change of the jobs is one atomic Redis script. A cancel that a
+job's library swallowed (redis-py 8.1 can, inside a pipeline) still ends the loop after
+that run, since the daemon's task group waits for every loop it cancelled.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class PeriodicLoop:
             log.exception("periodic.failed", job=self.name)
         else:
             self._succeeded()
+        _end_if_cancelled()
 
     def _delay_s(self) -> float:
         interval_s = self.interval_ms() / 1000
@@ -91,7 +94,8 @@ class PeriodicLoop:
             self._poked.clear()
             tick_s = next_tick_s(last_tick_s, self._delay_s(), time.monotonic())
             try:
-                await asyncio.wait_for(self._poked.wait(), tick_s - time.monotonic())
+                async with asyncio.timeout(tick_s - time.monotonic()):
+                    await self._poked.wait()
             except TimeoutError:
                 return tick_s
 
@@ -108,3 +112,10 @@ class PeriodicLoop:
         if self.failures:
             log.info("periodic.redis_back", job=self.name, failures=self.failures)
             self.failures = 0
+
+
+def _end_if_cancelled() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop, even though the run returned."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
