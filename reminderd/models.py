@@ -45,7 +45,6 @@ class Occurrence:
     fired_at_ms: int
     occurrence: int
     attempt: int
-    extra: Mapping[str, Any] = field(default_factory=dict)
     # The user's lookup hashes as the pipeline read them before any processor ran:
     # hash -> field -> value (only the fields configured processors name). None when the
     # pipeline read none; a processor then reads for itself. Kept out of repr: it holds

@@ -60,3 +60,19 @@ class Exploding:
 
 
 NOT_CALLABLE = 42
+
+
+class CloseRecorder:
+    """Records its closing in Redis (``RPUSH closed <tag>``), so a test sees which instances closed."""
+
+    def __init__(self, name: str, options: Mapping[str, Any], ctx: ProcessorContext) -> None:
+        self.name = name
+        self.tag = str(options["tag"])
+        self.ctx = ctx
+
+    async def __call__(self, occ: Occurrence) -> None:
+        """Do nothing."""
+
+    async def aclose(self) -> None:
+        """Append this instance's tag to the ``closed`` list."""
+        await self.ctx.redis.rpush("closed", self.tag)

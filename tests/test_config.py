@@ -102,8 +102,10 @@ def test_example_commented_blocks_validate(tmp_path: Path, monkeypatch: pytest.M
     assert digest.processors == ("log", "crm_webhook")
     assert digest.quiet_hours is not None
     assert (digest.quiet_hours.start, digest.quiet_hours.end) == ("22:00", "07:00")
-    assert settings.retry_for("nightly_digest").max_attempts == 10
-    assert settings.retry_for("send_message").max_attempts == 5
+    assert digest.retry is not None
+    assert digest.retry.max_attempts == 10
+    assert settings.rules["send_message"].retry is None
+    assert settings.retry.max_attempts == 5
 
 
 # --- file handling ---------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +14,10 @@ import redis
 
 from reminderd.api import Reminders, When
 from reminderd.config import load_config
+from reminderd.storage.names import Names
 from tests.daemon_proc import DaemonProcess, wait_until, write_config
 from tests.http_receiver import HttpReceiver, Reply
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 
 
 @pytest.fixture
@@ -150,3 +154,81 @@ def test_sigterm_drains_in_flight_work(
         assert r.get("send_message-5-slow") is None
     assert d.find("reminder.fired")
     assert len(receiver.requests_for("/a")) == 1
+
+
+def _heartbeat_ms(client: redis.Redis, instance: str) -> int | None:
+    """``beat_ms`` of the instance's heartbeat in Redis, None while it has none."""
+    raw = client.get(Names("reminderd").heartbeat(instance))
+    return None if raw is None else int(json.loads(raw)["beat_ms"])
+
+
+def test_sighup_changes_heartbeat_and_adoption_intervals(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str, daemons: list
+) -> None:
+    """A reload that shortens heartbeat_interval and adoption_interval from one hour takes effect at once."""
+    slow = {"heartbeat_interval": "1h", "adoption_interval": "1h"}
+    redis_cfg = {"url": redis_url, "manage_notifications": False}  # no expire events: only the scan adopts
+    cfg = write_config(tmp_path / "cfg.yaml", redis_url, redis=redis_cfg, daemon=slow)
+    d = DaemonProcess(cfg).start()
+    daemons.append(d)
+    instance = d.find("daemon.started")[0]["instance"]
+    client = redis_server.client()
+    wait_until(lambda: _heartbeat_ms(client, instance) is not None, message="first heartbeat")
+    first_beat_ms = _heartbeat_ms(client, instance)
+    client.set("send_message-42-raw", "1", ex=3600)
+    write_config(tmp_path / "cfg.yaml", redis_url, redis=redis_cfg,
+                 daemon={"heartbeat_interval": "200ms", "adoption_interval": "200ms"})  # fmt: skip
+    d.signal(signal.SIGHUP)
+    d.wait_for("config.reloaded")
+    assert d.wait_for("reminder.adopted", timeout_s=5)[0]["count"] == 1
+    wait_until(lambda: (_heartbeat_ms(client, instance) or 0) > (first_beat_ms or 0), 5, "a second heartbeat")
+    assert d.stop() == 0
+
+
+def _readyz(port: int) -> tuple[int, str | None]:
+    """The status of ``/readyz`` and its reason (None when ready); (0, None) when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            return int(resp.status), None
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read())["reason"]
+    except OSError:
+        return 0, None
+
+
+def test_readiness_follows_redis_reachability(
+    tmp_path: Path, fresh_redis: RedisServer, daemons: list
+) -> None:
+    """/readyz turns 503 "redis unreachable" while Redis is down, and 200 again once it is back."""
+    port = free_port()
+    cfg = write_config(tmp_path / "cfg.yaml", fresh_redis.url, metrics={"enabled": True, "port": port},
+                       daemon={"heartbeat_interval": "200ms"})  # fmt: skip
+    daemons.append(DaemonProcess(cfg).start())
+    wait_until(lambda: _readyz(port) == (200, None), message="ready")
+    fresh_redis.stop()
+    wait_until(lambda: _readyz(port) == (503, "redis unreachable"), 10, "not ready while Redis is down")
+    fresh_redis.start()
+    wait_until(lambda: _readyz(port) == (200, None), 15, "ready again once Redis is back")
+
+
+def test_stop_after_reload_closes_old_and_new_processors_once(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str, daemons: list
+) -> None:
+    """After a reload, SIGTERM closes the replaced processors (without waiting out their grace) and
+    the ones in force, each once."""
+
+    def recorder(tag: str) -> dict[str, object]:
+        path = "tests.plugin_example:CloseRecorder"
+        return {"rec": {"type": "plugin", "path": path, "options": {"tag": tag}}}
+
+    rules = {"send_message": {"processors": ["rec"]}}
+    cfg = write_config(tmp_path / "cfg.yaml", redis_url, processors=recorder("v1"), rules=rules,
+                       daemon={"processor_timeout": "1h"})  # fmt: skip
+    d = DaemonProcess(cfg).start()
+    daemons.append(d)
+    write_config(tmp_path / "cfg.yaml", redis_url, processors=recorder("v2"), rules=rules,
+                 daemon={"processor_timeout": "1h"})  # fmt: skip
+    d.signal(signal.SIGHUP)
+    d.wait_for("config.reloaded")
+    assert d.stop(timeout_s=20) == 0
+    assert sorted(redis_server.client().lrange("closed", 0, -1)) == [b"v1", b"v2"]

@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 from reminderd.errors import ConfigError, RedisUnavailableError
 from reminderd.storage.embedded import (
     EmbeddedRedis,
+    Timeouts,
     connect_or_start,
     default_dir,
     embedded_url,
@@ -144,7 +145,7 @@ async def test_cli_starts_a_server_when_none_runs(tmp_path: Path) -> None:
 
 async def test_daemon_waits_for_a_cli_owner_then_takes_over(tmp_path: Path) -> None:
     """A daemon starting while a CLI command owns the server starts its own once the CLI is done."""
-    daemon = EmbeddedRedis(tmp_path, lock_timeout_s=10)
+    daemon = EmbeddedRedis(tmp_path, timeouts=Timeouts(lock_s=10))
     with capture_logs() as logs:
         async with connect_or_start(tmp_path) as url:
             entering = asyncio.create_task(daemon.__aenter__())
@@ -167,7 +168,7 @@ async def test_second_exclusive_owner_is_refused(tmp_path: Path) -> None:
     """A second daemon on the same dir gives up after the lock timeout, naming the owner's pid."""
     async with EmbeddedRedis(tmp_path) as owner:
         with pytest.raises(RedisUnavailableError) as info:
-            async with EmbeddedRedis(tmp_path, lock_timeout_s=0.1):
+            async with EmbeddedRedis(tmp_path, timeouts=Timeouts(lock_s=0.1)):
                 pass
         assert str(info.value) == (
             f"the embedded Redis in {tmp_path} is owned by another process (pid {os.getpid()}); "

@@ -11,6 +11,7 @@ import orjson
 import pytest
 import structlog
 
+from reminderd.core.pii import mask_url
 from reminderd.errors import ConfigError
 from reminderd.telemetry.logs import configure_logging, get_logger
 
@@ -94,6 +95,24 @@ def test_url_passwords_are_masked() -> None:
     event = lines(out)[0]
     assert event["url"] == "redis://default:***@db:6379/0"
     assert event["plain"] == "redis://db:6379"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("redis://default:s3cret@db:6379/0", "redis://default:***@db:6379/0"),
+        ("redis://:s3cret@db", "redis://:***@db"),
+        ("https://tok3n@hooks.example.com/x", "https://***@hooks.example.com/x"),
+        ("redis://u:p@ss@db/0", "redis://u:***@db/0"),
+        ("redis://u:@db", "redis://u:@db"),
+        ("two: redis://a:x@h1/0 and http://b:y@h2", "two: redis://a:***@h1/0 and http://b:***@h2"),
+        ("http://db/path?to=a@b", "http://db/path?to=a@b"),
+        ("no url at all@", "no url at all@"),
+    ],
+)
+def test_mask_url_hides_every_credential(text: str, shown: str) -> None:
+    """Every URL's password, or a lone user part, is masked wherever it sits in a text; nothing else."""
+    assert mask_url(text) == shown
 
 
 def test_context_variables_are_merged() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 
@@ -10,7 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reminderd.telemetry.metrics import Health, HealthState, Metrics, MetricsServer
+from reminderd.telemetry.endpoint import MetricsServer
+from reminderd.telemetry.health import Health, HealthState
+from reminderd.telemetry.metrics import Metrics
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -75,16 +76,15 @@ def test_lateness_histogram_in_seconds() -> None:
 
 
 def test_gauges_and_in_flight() -> None:
-    """Gauges hold the last value set; track_in_flight counts up and back down."""
+    """Gauges hold the last value set."""
     m = Metrics()
     m.set_backlog(7)
     m.set_scheduled(1000)
     m.set_subscriber_connected(True)
     m.swept(1_700_000_000.5)
     m.observe_processor_duration("r", "log", 0.02)
-    with m.track_in_flight():
-        assert sample(m, "reminderd_in_flight") == 1
-    assert sample(m, "reminderd_in_flight") == 0
+    m.set_in_flight(3)
+    assert sample(m, "reminderd_in_flight") == 3
     assert sample(m, "reminderd_backlog") == 7
     assert sample(m, "reminderd_scheduled") == 1000
     assert sample(m, "reminderd_subscriber_connected") == 1
@@ -182,17 +182,3 @@ def test_port_in_use_raises(server: tuple[Metrics, MetricsServer], health: Healt
     _, srv = server
     with pytest.raises(OSError, match="Address already in use"):
         MetricsServer("127.0.0.1", srv.port, Metrics(), health.snapshot).start()
-
-
-async def test_beat_forever_keeps_heartbeat_fresh() -> None:
-    """The heartbeat task moves the timestamp forward while the loop runs."""
-    h = Health()
-    h.loop_heartbeat_s = 0.0
-    task = asyncio.create_task(h.beat_forever(0.01))
-    deadline = time.monotonic() + 5
-    while h.loop_heartbeat_s == 0.0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert time.monotonic() - h.loop_heartbeat_s < 5

@@ -32,11 +32,12 @@ from reminderd.config.sms import SmsSettings
 from reminderd.errors import ConfigError, PermanentError, RetryableError
 from reminderd.models import Occurrence
 from reminderd.processors.base import Processor, ProcessorContext
+from reminderd.processors.http import parse_retry_after
 from reminderd.processors.log import LogProcessor
 from reminderd.processors.plugins import load_plugin
 from reminderd.processors.registry import build_processor, build_processors, timeout_ms_for
 from reminderd.processors.stream import StreamProcessor
-from reminderd.processors.webhook import WebhookProcessor, parse_retry_after
+from reminderd.processors.webhook import WebhookProcessor
 from reminderd.storage.names import Names
 from tests.http_receiver import HttpReceiver, Reply
 from tests.plugin_example import EchoProcessor

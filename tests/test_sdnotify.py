@@ -41,7 +41,7 @@ def test_ready_sends_ready_and_status(listener: tuple[str, socket.socket]) -> No
 
 
 def test_each_message_kind(listener: tuple[str, socket.socket]) -> None:
-    """status, watchdog, stopping and extend_timeout send the protocol's field names."""
+    """status, watchdog and stopping send the protocol's field names."""
     path, sock = listener
     notifier = Notifier(path)
     notifier.status("draining\n2 in flight")
@@ -50,8 +50,6 @@ def test_each_message_kind(listener: tuple[str, socket.socket]) -> None:
     assert receive(sock) == ["WATCHDOG=1"]
     notifier.stopping()
     assert receive(sock) == ["STOPPING=1"]
-    notifier.extend_timeout(1.5)
-    assert receive(sock) == ["EXTEND_TIMEOUT_USEC=1500000"]
     notifier.close()
 
 

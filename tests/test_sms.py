@@ -495,7 +495,7 @@ def test_valid_sms_config_loads_and_hides_the_token(monkeypatch: pytest.MonkeyPa
         (TWILIO.replace("templates: {default: \"Hi {payload.name}\"}", "templates: {}"),
          "processors.sms.templates: Dictionary should have at least 1 item after validation, not 0"),
         (TWILIO + "timezone: Mars/Base", "processors.sms.timezone: unknown time zone 'Mars/Base' "
-         "(use an IANA name such as Europe/Berlin)"),
+         "(expected an IANA name such as Europe/Berlin)"),
         (TWILIO + "recipient: {lookup: {key: 'user:42'}}",
          "processors.sms.recipient.lookup: lookup.key must contain {user_id} and no other placeholder"),
         (TWILIO + "rate_limit: {per_second: 0}",

@@ -15,9 +15,8 @@ from reminderd.core.trigger_keys import (
     format_key,
     parse_key,
     prefix_problem,
-    require_key,
 )
-from reminderd.errors import InputError, KeyNameError
+from reminderd.errors import KeyNameError
 
 PREFIXES = ("send_message",)
 UUID = "123e4567-e89b-12d3-a456-426614174000"
@@ -191,28 +190,6 @@ def test_format_key_refuses_parts_that_cannot_round_trip(parts: tuple[str, str, 
     """format_key raises KeyNameError with the exact reason instead of building an unparsable key."""
     with pytest.raises(KeyNameError, match=f"^{re.escape(message)}$"):
         format_key(*parts)
-
-
-def test_require_key_returns_the_parsed_key() -> None:
-    """require_key gives the TriggerKey of a valid name."""
-    assert require_key(f"send_message-{UUID}-daily", PREFIXES) == TriggerKey("send_message", UUID, "daily")
-
-
-@pytest.mark.parametrize(
-    ("name", "message"),
-    [
-        ("other-42-daily", "invalid key 'other-42-daily': matches no configured rule prefix"),
-        ("send_message--daily", "invalid key 'send_message--daily': user id is empty"),
-        ("send_message-42-", "invalid key 'send_message-42-': type is empty"),
-        ("send_message-4\n2-x", "invalid key 'send_message-4\\n2-x': user id contains a control character"),
-    ],
-)
-def test_require_key_raises_with_the_reason(name: str, message: str) -> None:
-    """require_key turns a Rejection into a KeyNameError (an InputError, exit code 2) naming the key."""
-    with pytest.raises(KeyNameError, match=f"^{re.escape(message)}$") as info:
-        require_key(name, PREFIXES)
-    assert isinstance(info.value, InputError)
-    assert info.value.exit_code == 2
 
 
 @pytest.mark.parametrize(

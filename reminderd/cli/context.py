@@ -16,8 +16,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,22 +25,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from reminderd.api.reminders import AsyncReminders
 from reminderd.config import load_config
 from reminderd.config.model import Settings
+from reminderd.core.pii import mask_url
 from reminderd.errors import RedisUnavailableError
-from reminderd.storage.connection import REDIS_DOWN, make_client
-from reminderd.storage.embedded import connect_or_start
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any ``user:password@`` credentials replaced, so it can be printed."""
-    if "@" not in url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    auth = f"{user}:***" if parts.password is not None else "***"
-    return urlunsplit(parts._replace(netloc=f"{auth}@{host}"))
+from reminderd.storage.connection import REDIS_DOWN, make_client, resolve_url
 
 
 def reason_of(exc: BaseException) -> str:
@@ -65,20 +50,11 @@ def unreachable(url: str, exc: BaseException) -> RedisUnavailableError:
     return RedisUnavailableError(f"cannot reach Redis at {mask_url(url)}: {reason_of(exc)}")
 
 
-async def _resolve_url(settings: Settings, stack: AsyncExitStack) -> str:
-    """The URL to connect to, starting the embedded server for this command if needed."""
-    cfg = settings.redis
-    if cfg.url != "embedded":
-        return cfg.url
-    state_dir = Path(cfg.embedded.dir) if cfg.embedded.dir else None
-    return await stack.enter_async_context(connect_or_start(state_dir, cfg.embedded.binary))
-
-
 @asynccontextmanager
 async def open_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """A pinged storage client for the block; closed (and any embedded server stopped) after."""
     async with AsyncExitStack() as stack:
-        url = await _resolve_url(settings, stack)
+        url = await resolve_url(settings.redis, stack, own=False)
         client = make_client(settings.redis, url)
         stack.push_async_callback(client.aclose)
         try:

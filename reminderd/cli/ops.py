@@ -9,9 +9,10 @@ from reminderd.api.deadletters import DeadLetters
 from reminderd.api.status import collect, format_instant
 from reminderd.api.status import render as render_status
 from reminderd.api.status import to_json as status_json
-from reminderd.cli.context import Ctx, mask_url
+from reminderd.cli.context import Ctx
 from reminderd.cli.render import emit, short, table
 from reminderd.config import describe, load_config, resolve_path
+from reminderd.core.pii import mask_url
 from reminderd.errors import InputError
 from reminderd.storage.names import Names
 

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from reminderd.api.reminders import When
-from reminderd.core.cron import load_zone
 from reminderd.core.durations import parse_duration_ms
 from reminderd.core.recurrence import parse_at
+from reminderd.core.zones import load_zone
 from reminderd.errors import InputError, ScheduleError
 
 

@@ -10,21 +10,20 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from reminderd.config.base import Strict, ZoneName
 from reminderd.config.processors import LogSettings, ProcessorSettings
 from reminderd.core.durations import format_ms, parse_duration_ms
+from reminderd.core.pii import SECRET_NAME, mask_url
 from reminderd.core.schedules import Misfire
 from reminderd.core.trigger_keys import prefix_problem
 
@@ -51,12 +50,6 @@ Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]
 
 
-class Strict(BaseModel):
-    """Base of every settings model: frozen, unknown keys forbidden."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
 class EmbeddedSettings(Strict):
     """The private redis-server started when no external Redis is configured."""
 
@@ -80,7 +73,7 @@ class RedisSettings(Strict):
     @classmethod
     def _check_url(cls, url: str) -> str:
         if url != "embedded" and not url.startswith(("redis://", "rediss://", "unix://")):
-            shown = _mask_url(url)
+            shown = mask_url(url)
             raise ValueError(
                 f"must be 'embedded' or start with redis://, rediss:// or unix://, got {shown!r}"
             )
@@ -101,20 +94,8 @@ class QuietHours(Strict):
 
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    default_tz: str = "UTC"
+    default_tz: ZoneName = "UTC"
     tz_field: str = "tz"  # payload field (or lookup hash field) holding the user's zone
-
-    @field_validator("default_tz")
-    @classmethod
-    def _check_zone(cls, name: str) -> str:
-        """Checked here so a typo fails at load, not on every reminder at its quiet hour."""
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError(
-                f"unknown time zone {name!r} (expected an IANA name such as Europe/Berlin)"
-            ) from None
-        return name
 
 
 class RuleSettings(Strict):
@@ -217,17 +198,10 @@ class Settings(Strict):
             raise ValueError("rules: at least one rule is required")
         return self
 
-    def retry_for(self, rule: str) -> RetrySettings:
-        """The rule's retry policy, falling back to the global one."""
-        return self.rules[rule].retry or self.retry
-
     @cached_property
     def prefixes(self) -> tuple[str, ...]:
         """The configured rule prefixes (rule names); cached, it is read for every event."""
         return tuple(self.rules)
-
-
-_SECRET_KEY = re.compile(r"pass|secret|token|auth|credential|api[_-]?key|private", re.IGNORECASE)
 
 
 def describe(settings: Settings) -> dict[str, Any]:
@@ -264,25 +238,9 @@ def _render_durations(model: BaseModel, data: dict[str, Any]) -> None:
 
 def _mask(value: Any, secret: bool = False) -> Any:
     if isinstance(value, dict):
-        return {k: _mask(v, secret or bool(_SECRET_KEY.search(str(k)))) for k, v in value.items()}
+        return {k: _mask(v, secret or bool(SECRET_NAME.search(str(k)))) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, secret) for v in value]
     if isinstance(value, str) and value:
-        return "***" if secret else _mask_url(value)
+        return "***" if secret else mask_url(value)
     return value
-
-
-def _mask_url(text: str) -> str:
-    """``text`` with the password of a URL (``redis://:pw@host``) replaced by ``***``."""
-    if "://" not in text or "@" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-        password = parts.password
-    except ValueError:
-        return text
-    if not password:
-        return text
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))

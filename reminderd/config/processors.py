@@ -8,20 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl
+from pydantic import Field, HttpUrl
 
+from reminderd.config.base import Strict, TimeoutMs
 from reminderd.config.sms import SmsSettings
-from reminderd.core.durations import parse_duration_ms
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-TimeoutMs = Annotated[int | None, BeforeValidator(lambda v: None if v is None else parse_duration_ms(v))]
-
-
-class LogSettings(_Strict):
+class LogSettings(Strict):
     """Write one ``reminder.processed`` log line per occurrence (useful in development)."""
 
     type: Literal["log"] = "log"
@@ -29,7 +22,7 @@ class LogSettings(_Strict):
     timeout_ms: TimeoutMs = Field(None, alias="timeout")
 
 
-class WebhookSettings(_Strict):
+class WebhookSettings(Strict):
     """POST the occurrence as JSON; 2xx is success, 429/5xx/timeouts are retried."""
 
     type: Literal["webhook"]
@@ -39,7 +32,7 @@ class WebhookSettings(_Strict):
     timeout_ms: TimeoutMs = Field(None, alias="timeout")
 
 
-class StreamSettings(_Strict):
+class StreamSettings(Strict):
     """XADD the occurrence to a Redis Stream for downstream consumer groups."""
 
     type: Literal["stream"]
@@ -48,7 +41,7 @@ class StreamSettings(_Strict):
     timeout_ms: TimeoutMs = Field(None, alias="timeout")
 
 
-class PluginSettings(_Strict):
+class PluginSettings(Strict):
     """A third-party processor: ``module:Class`` path or an entry point name."""
 
     type: Literal["plugin"]

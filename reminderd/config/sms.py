@@ -16,17 +16,16 @@ from datetime import UTC, datetime
 from string import Formatter
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
+from reminderd.config.base import Strict, TimeoutMs, ZoneName
 from reminderd.core.durations import parse_duration_ms
 from reminderd.core.pii import mask_phone
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 MESSAGE_FIELDS = ("user_id", "type", "key", "rule", "occurrence", "tz", "due_local", "due_utc")
 GATEWAY_FIELDS = (*MESSAGE_FIELDS, "to", "from", "body", "token", "idempotency_key")
-DATETIME_FIELDS = frozenset({"due_local", "due_utc"})
 _SAMPLES: dict[str, Any] = {
     "occurrence": 1,
     "due_local": datetime(2000, 1, 1, tzinfo=UTC),
@@ -111,14 +110,6 @@ def _e164(value: str) -> str:
     return value
 
 
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from exc
-    return value
-
-
 def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")) or not urlsplit(value).netloc:
         raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
@@ -128,18 +119,12 @@ def _http_url(value: str) -> str:
 MessageTemplate = Annotated[str, AfterValidator(_message_template)]
 GatewayTemplate = Annotated[str, AfterValidator(_gateway_template)]
 PhoneNumber = Annotated[str, AfterValidator(_e164)]
-ZoneName = Annotated[str, AfterValidator(_zone)]
 HttpBase = Annotated[str, AfterValidator(_http_url)]
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms), Field(gt=0)]
-TimeoutMs = Annotated[int | None, BeforeValidator(lambda v: None if v is None else parse_duration_ms(v))]
 FieldName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class TwilioSettings(_Strict):
+class TwilioSettings(Strict):
     """The Twilio Messages API (or a gateway speaking it): form POST with basic auth."""
 
     base_url: HttpBase = "https://api.twilio.com"
@@ -155,7 +140,7 @@ class TwilioSettings(_Strict):
         return self
 
 
-class GenericSettings(_Strict):
+class GenericSettings(Strict):
     """Any HTTP SMS gateway: method, URL, headers and body fields rendered from templates."""
 
     method: Literal["POST", "PUT", "GET"] = "POST"
@@ -200,7 +185,7 @@ def _check_regex(pattern: str) -> None:
         raise ValueError("generic: message_id_regex must have exactly one group (the message id)")
 
 
-class LookupSettings(_Strict):
+class LookupSettings(Strict):
     """A Redis hash per user on the storage connection, e.g. ``user:{user_id}``."""
 
     key: str = Field("user:{user_id}", min_length=1)
@@ -226,7 +211,7 @@ class LookupSettings(_Strict):
         return {role: name for role, name in roles.items() if name}
 
 
-class RecipientSettings(_Strict):
+class RecipientSettings(Strict):
     """Where the phone number and the time zone come from: payload first, then the lookup."""
 
     phone_field: FieldName = "phone"
@@ -234,7 +219,7 @@ class RecipientSettings(_Strict):
     lookup: LookupSettings | None = None
 
 
-class RateLimitSettings(_Strict):
+class RateLimitSettings(Strict):
     """A token bucket shared through Redis by every daemon sending through one account."""
 
     per_second: float = Field(gt=0, le=100_000)
@@ -243,7 +228,7 @@ class RateLimitSettings(_Strict):
     max_wait_ms: DurationMs = Field(2000, alias="max_wait")
 
 
-class SmsSettings(_Strict):
+class SmsSettings(Strict):
     """The ``sms`` processor: one provider section, templates per reminder type."""
 
     type: Literal["sms"]

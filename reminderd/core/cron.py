@@ -1,7 +1,9 @@
 """The one module that imports APScheduler 3 (untyped); the rest of reminderd sees typed functions.
 
-APScheduler serves two purposes here. ``CronTrigger`` enumerates the wall-clock times that
-match a crontab expression, and ``AsyncIOScheduler`` runs the daemon's periodic jobs.
+APScheduler serves one purpose here: ``CronTrigger`` enumerates the wall-clock times that
+match a crontab expression. The module is pure (no I/O, no clock): the daemon's periodic
+jobs are plain loops of its task group (``reminderd.daemon.periodic``), and ``every``
+schedules are arithmetic (``reminderd.core.recurrence``).
 
 Cron matches are enumerated in UTC, as naive wall-clock times, and ``reminderd.core.recurrence``
 resolves them in the schedule's zone. Given a DST zone directly, CronTrigger 3.11 returns the
@@ -15,23 +17,15 @@ arithmetic is exact. Crontab meaning is restored where APScheduler differs: day-
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
+from reminderd.core.zones import load_zone
 from reminderd.errors import ScheduleError
-
-log = structlog.get_logger(__name__)
 
 _FIELDS = ("minute", "hour", "day", "month", "weekday")
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab order: 0 and 7 are Sunday
@@ -48,14 +42,6 @@ _MACROS = {
 }
 # Any satisfiable five-field expression matches within 28 years of any date (the calendar repeats).
 _PROBE_WALL = datetime(2000, 1, 1)
-
-
-def load_zone(tz: str) -> ZoneInfo:
-    """The IANA zone named ``tz``; ``ScheduleError`` for a name tzdata does not know."""
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise ScheduleError(f"unknown time zone {tz!r}") from exc
 
 
 def validate_cron(expr: str, tz: str) -> None:
@@ -91,15 +77,17 @@ def _triggers(expr: str) -> tuple[Any, ...]:
             f"invalid cron expression {expr!r}: expected 5 fields (minute hour day month weekday), "
             f"got {len(fields)}"
         )
-    minute, hour, day, month, weekday = fields
+    day, weekday = fields[2], fields[4]
     days = _weekdays(expr, weekday)
     either = not day.startswith("*") and not weekday.startswith("*")
     pairs = [(day, "*"), ("*", days)] if either else [(day, days)]
-    return tuple(_trigger(expr, fields, minute, hour, d, month, w) for d, w in pairs)
+    return tuple(_trigger(expr, fields, d, w) for d, w in pairs)
 
 
-def _trigger(expr: str, fields: list[str], minute: str, hour: str, day: str, month: str, weekday: str) -> Any:
-    """A UTC CronTrigger; on a bad field the error names that field."""
+def _trigger(expr: str, fields: list[str], day: str, weekday: str) -> Any:
+    """A UTC CronTrigger of ``fields`` with ``day`` and ``weekday`` in place of theirs; on a
+    bad field the error names that field."""
+    minute, hour, _day, month, _weekday = fields
     try:
         return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekday, timezone=UTC)
     except ValueError as exc:
@@ -158,107 +146,3 @@ def _weekday_number(token: str) -> int:
         number = int(token)
         return number if number <= 7 else -1
     return _WEEKDAYS.index(token) if token in _WEEKDAYS else -1
-
-
-def _interval(interval_ms: int) -> Any:
-    """An IntervalTrigger; it adds the interval to the previous *scheduled* run, so it never drifts."""
-    if interval_ms < 1:
-        raise ValueError(f"interval must be at least 1ms, got {interval_ms}")
-    return IntervalTrigger(seconds=interval_ms / 1000, timezone=UTC)
-
-
-class PeriodicJobs:
-    """The daemon's periodic jobs (sweep, adoption scan, heartbeat) on one ``AsyncIOScheduler``.
-
-    A job runs at most once at a time: a run slower than its interval delays the next one
-    instead of overlapping it, late runs coalesce into one, and a late run is never dropped.
-    APScheduler 3 cancels running jobs when it shuts down, so ``shutdown`` first lets runs in
-    flight finish (up to ``drain_ms``) and cancels only what remains; jobs must still be
-    cancel-safe, which the daemon's are (every state change is one atomic Redis script).
-    """
-
-    def __init__(self) -> None:
-        self._scheduler: Any = AsyncIOScheduler(timezone=UTC)
-        self._in_flight: dict[str, asyncio.Task[Any]] = {}
-
-    @property
-    def running(self) -> bool:
-        """Whether the scheduler has been started and not yet shut down."""
-        return bool(self._scheduler.running)
-
-    def add(
-        self, name: str, func: Callable[[], Awaitable[None]], interval_ms: int, *, run_now: bool = False
-    ) -> None:
-        """Run ``func`` every ``interval_ms``; first at once with ``run_now``, else after one interval."""
-        first = {"next_run_time": datetime.now(UTC)} if run_now else {}
-        self._scheduler.add_job(
-            self._guarded(name, func),
-            _interval(interval_ms),
-            id=name,
-            name=name,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-            replace_existing=True,
-            **first,
-        )
-
-    def reschedule(self, name: str, interval_ms: int) -> None:
-        """Give job ``name`` a new interval (config reload); its next run is one new interval away."""
-        trigger = _interval(interval_ms)
-        if self._scheduler.get_job(name) is None:
-            raise KeyError(f"no periodic job named {name!r}")
-        self._scheduler.reschedule_job(name, trigger=trigger)
-
-    def start(self) -> None:
-        """Start running the jobs on the current event loop (call from inside it).
-
-        APScheduler logs two INFO lines through stdlib logging for every run; at a one-second
-        sweep that would drown the daemon's own events, so only its warnings are kept.
-        """
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
-        self._scheduler.start()
-
-    async def shutdown(self, drain_ms: int = 5000) -> None:
-        """Stop starting runs, let runs in flight finish for ``drain_ms``, then cancel the rest."""
-        if not self._scheduler.running:
-            return
-        self._scheduler.pause()
-        await _wait(self._in_flight.values(), drain_ms)
-        for task in self._in_flight.values():
-            task.cancel()
-        await _wait(self._in_flight.values(), drain_ms)
-        self._scheduler.shutdown(wait=False)
-        await asyncio.sleep(0)  # AsyncIOScheduler runs its shutdown as the next loop callback
-        if self._in_flight:
-            log.warning("periodic.unfinished", jobs=sorted(self._in_flight))
-
-    def _guarded(self, name: str, func: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """Wrap ``func`` so a failure is a structlog event and the run can be awaited at shutdown.
-
-        A cancelled run ends quietly: this wrapper is the outermost frame of the task, so the
-        cancellation has done its job, and letting it escape would only make APScheduler log a
-        traceback for a deliberate stop.
-        """
-
-        async def run() -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                self._in_flight[name] = task
-            try:
-                await func()
-            except asyncio.CancelledError:
-                log.info("periodic.cancelled", job=name)
-            except Exception:
-                log.exception("periodic.failed", job=name)
-            finally:
-                self._in_flight.pop(name, None)
-
-        return run
-
-
-async def _wait(tasks: Any, timeout_ms: int) -> None:
-    """Wait up to ``timeout_ms`` for ``tasks`` (a snapshot is taken) to finish."""
-    pending = [task for task in tasks if not task.done()]
-    if pending:
-        await asyncio.wait(pending, timeout=timeout_ms / 1000)

@@ -1,4 +1,4 @@
-"""Masking of phone numbers before anything reaches a log line or an error message.
+"""Masking of phone numbers and URL credentials before anything reaches a log line or an error.
 
 Reminders carry personal data. Phone numbers are masked at the source (the SMS processor
 logs and raises only masked numbers) and again by ``mask_pii``, a structlog processor
@@ -17,6 +17,12 @@ from structlog.typing import EventDict, WrappedLogger
 
 # "+", a non-zero digit and 6 to 14 more digits, not glued to other digits or letters.
 _E164_LIKE = re.compile(r"(?<![\w+*])\+[1-9]\d{6,14}(?!\d)")
+# Field names whose values are secrets, in configs and log events alike.
+SECRET_NAME = re.compile(r"pass|secret|token|auth|credential|api[_-]?key|private|cookie", re.IGNORECASE)
+# scheme://user:password@ or scheme://user@; the password runs to the authority's last "@".
+_URL_CREDENTIALS = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*)(?::(?P<password>[^/\s]*))?@", re.IGNORECASE
+)
 _MAX_DEPTH = 8
 
 
@@ -42,6 +48,23 @@ def mask_phone(number: str) -> str:
 def mask_text(text: str) -> str:
     """``text`` with every E.164-looking number in it masked."""
     return _E164_LIKE.sub(lambda m: mask_phone(m.group(0)), text) if "+" in text else text
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked: the password
+    (``redis://user:***@host``), or a user part alone (``https://***@host``: often a token)."""
+    if "://" not in text or "@" not in text:
+        return text
+    return _URL_CREDENTIALS.sub(_masked_credentials, text)
+
+
+def _masked_credentials(match: re.Match[str]) -> str:
+    head, user, password = match.group("head", "user", "password")
+    if password:
+        return f"{head}{user}:***@"
+    if password is None and user:
+        return f"{head}***@"
+    return match.group(0)
 
 
 _PLAIN = frozenset({int, float, bool, type(None)})

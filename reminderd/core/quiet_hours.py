@@ -11,10 +11,12 @@ that a fall-back repeats defers to its first occurrence after the due instant.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from reminderd.core.zones import repeat_ms, wall_to_ms
+from reminderd.core.zones import zone_named as zone_named  # re-exported for pipeline.gates
 from reminderd.errors import ConfigError
 
 
@@ -29,16 +31,6 @@ class QuietWindow(Protocol):
     def tz_field(self) -> str: ...  # payload / lookup field naming the user's zone
     @property
     def default_tz(self) -> str: ...  # IANA zone when the user names none
-
-
-def zone_named(name: object) -> ZoneInfo | None:
-    """The IANA zone called ``name``; None for anything that is not a known zone name."""
-    if not isinstance(name, str) or not name or len(name) > 64:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
 
 
 def user_zone(candidates: Iterable[object], default_tz: str) -> ZoneInfo:
@@ -90,30 +82,7 @@ def _hhmm(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 def _first_reaching_ms(wall: datetime, tz: ZoneInfo, after_ms: int) -> int:
     """The first instant after ``after_ms`` at which the local clock reads ``wall`` or later."""
-    early, late = sorted(_ms(wall.replace(tzinfo=tz, fold=fold)) for fold in (0, 1))
-    if datetime.fromtimestamp(early / 1000, tz).replace(tzinfo=None) != wall:
-        return _gap_end_ms(early, late, tz)  # ``wall`` does not exist: a spring-forward gap
-    return early if early > after_ms else late
-
-
-def _gap_end_ms(low_ms: int, high_ms: int, tz: ZoneInfo) -> int:
-    """The instant the offset changes between ``low_ms`` and ``high_ms``: where the clock jumps."""
-    target = _offset(high_ms, tz)
-    low, high = low_ms // 1000, high_ms // 1000
-    while high - low > 1:
-        mid = (low + high) // 2
-        if _offset(mid * 1000, tz) == target:
-            high = mid
-        else:
-            low = mid
-    return high * 1000
-
-
-def _offset(ms: int, tz: ZoneInfo) -> timedelta | None:
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).utcoffset()
+    first, second = wall_to_ms(wall, tz), repeat_ms(wall, tz)
+    return second if second is not None and first <= after_ms else first

@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import assert_never
-from zoneinfo import ZoneInfo
 
-from reminderd.core import cron as aps
+from reminderd.core.cron import cron_next_wall, validate_cron
 from reminderd.core.durations import parse_duration_ms
 from reminderd.core.schedules import Cron, Every, Misfire, Once, Schedule
+from reminderd.core.zones import load_zone, to_ms, wall_to_ms
 from reminderd.errors import ScheduleError
 
 CRON_COUNT_CAP = 10_000  # most missed cron occurrences counted one by one (see ``after_misfire``)
 _WALK_CAP = 1_000  # wall-clock matches skipped at most inside one repeated (fall-back) period
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 _EPOCH_SECONDS = re.compile(r"\d+(?:\.\d{1,3})?")
 _AT_FORMATS = (
     "expected ISO-8601 such as 2026-11-24T09:00:00+01:00 or 2026-11-24T08:00:00Z, a local time "
@@ -61,7 +59,7 @@ def validate_schedule(schedule: Schedule) -> None:
             if interval_ms < 1:
                 raise ScheduleError("every must be at least 1ms")
         case Cron(expr, tz):
-            aps.validate_cron(expr, tz)
+            validate_cron(expr, tz)
         case _:
             assert_never(schedule)
 
@@ -150,7 +148,7 @@ def parse_at(text: str, now_ms: int, tz: str = "UTC") -> int:
     A time without an offset is read in ``tz``; an ambiguous one (fall-back) means its
     first occurrence, and one inside a spring-forward gap the first instant after the gap.
     """
-    zone = aps.load_zone(tz)
+    zone = load_zone(tz)
     raw = text.strip()
     if raw.lower() == "now":
         return now_ms
@@ -163,8 +161,8 @@ def parse_at(text: str, now_ms: int, tz: str = "UTC") -> int:
     except ValueError as exc:
         raise ScheduleError(f"invalid time {text!r}: {_AT_FORMATS.format(tz=tz)}") from exc
     if parsed.tzinfo is None:
-        return _wall_to_ms(parsed, zone)
-    return _to_ms(parsed)
+        return wall_to_ms(parsed, zone)
+    return to_ms(parsed)
 
 
 def _every_after(every: Every, after_ms: int) -> int:
@@ -201,49 +199,20 @@ def _cron_after(cron: Cron, after_ms: int) -> int | None:
     is one of a repeated hour already passed (its first instant is the one that fires), so
     it is skipped rather than fired a second time.
     """
-    zone = aps.load_zone(cron.tz)
+    zone = load_zone(cron.tz)
     try:
         wall = datetime.fromtimestamp(after_ms // 1000, zone).replace(tzinfo=None, fold=0)
     except (OverflowError, ValueError, OSError):  # beyond what datetime can represent
         return None
     for _ in range(_WALK_CAP):
-        found = aps.cron_next_wall(cron.expr, wall)
+        found = cron_next_wall(cron.expr, wall)
         if found is None:
             return None
         wall = found
         try:
-            due_ms = _wall_to_ms(wall, zone)
+            due_ms = wall_to_ms(wall, zone)
         except OverflowError:  # a last wall time of year 9999 that is in year 10000 in UTC
             return None
         if due_ms > after_ms:
             return due_ms
     return None
-
-
-def _wall_to_ms(wall: datetime, zone: ZoneInfo) -> int:
-    """The instant of a naive wall-clock time in ``zone``: the first of a repeated one, and
-    the end of the gap for one that a spring-forward transition skips."""
-    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    if first <= second:
-        return _to_ms(first)
-    return _gap_end_ms(second, first, zone)
-
-
-def _gap_end_ms(before: datetime, after: datetime, zone: ZoneInfo) -> int:
-    """The transition instant in ``(before, after]`` where the zone's offset becomes that of
-    ``after``: the first valid instant after a gap. Bisected to the second, as tzdata is."""
-    target = after.astimezone(zone).utcoffset()
-    low_s, high_s = _to_ms(before) // 1000, -(-_to_ms(after) // 1000)
-    while high_s - low_s > 1:
-        mid_s = (low_s + high_s) // 2
-        if datetime.fromtimestamp(mid_s, zone).utcoffset() == target:
-            high_s = mid_s
-        else:
-            low_s = mid_s
-    return high_s * 1000
-
-
-def _to_ms(moment: datetime) -> int:
-    """Epoch milliseconds of an aware datetime, in exact integer arithmetic."""
-    return (moment - _EPOCH) // _MS

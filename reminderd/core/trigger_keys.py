@@ -114,11 +114,3 @@ def _split(name: str, shown: str, prefix: str) -> TriggerKey | Rejection:
         if problem:
             return Rejection(shown, problem)
     return TriggerKey(rule=prefix, user_id=user_id, type=type_)
-
-
-def require_key(name: str, prefixes: Iterable[str]) -> TriggerKey:
-    """Parse ``name`` or raise ``KeyNameError`` with the reason."""
-    parsed = parse_key(name, prefixes)
-    if isinstance(parsed, Rejection):
-        raise parsed.error()
-    return parsed

@@ -1,24 +1,22 @@
-"""The daemon's periodic work, besides the sweep.
+"""The daemon's periodic work besides the sweep, as ``PeriodicLoop`` jobs.
 
-Two loops of their own, started before the live service: lease renewal (from start-up
-on, so a slow occurrence of the recovery keeps its lease) and the systemd watchdog. Two
-jobs run by ``reminderd.core.cron.PeriodicJobs`` once live: heartbeat (at once, then every
-``daemon.heartbeat_interval``: notice a Redis that restarted or failed over, write this
-instance's heartbeat for ``status``, refresh the gauges and the unit's status line) and
-adoption (every ``daemon.adoption_interval``: take in raw trigger keys that no expired
-event announced).
+Lease renewal runs from start-up on (a slow occurrence of the recovery keeps its lease);
+the rest once live: the heartbeat (at once, then every ``daemon.heartbeat_interval``:
+notice a Redis that restarted or failed over, write this instance's heartbeat for
+``status``, refresh the gauges and the unit's status line), the adoption scan (every
+``daemon.adoption_interval``: take in raw trigger keys that no expired event announced)
+and the systemd watchdog. Every interval is read from the settings in force at each tick,
+so a reload changes it.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
-from reminderd.core.cron import PeriodicJobs
+from reminderd.daemon.periodic import PeriodicLoop
 from reminderd.pipeline.capacity import Capacity
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.intake import Intake
@@ -26,32 +24,40 @@ from reminderd.pipeline.recovery import Recovery
 from reminderd.pipeline.runtime import Context
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, beat
-from reminderd.storage.server import NotifyState
-from reminderd.telemetry.metrics import Health, Metrics
+from reminderd.storage.server import NotifyState, ensure_notifications
+from reminderd.telemetry.health import Health
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.housekeeping")
+MIN_RENEW_MS = 100
 
 
-async def renew_leases(ctx: Context, capacity: Capacity) -> None:
-    """Keep the leases of long-running occurrences (from start-up on, not only once live)."""
-    while True:
-        lease_ms = ctx.settings.daemon.lease_ms
-        await asyncio.sleep(max(0.1, lease_ms / 3000))
+async def reapply_notifications(storage: aioredis.Redis, state: NotifyState, *, manage: bool) -> None:
+    """Merge the notification flags again (a new connection or server may have lost them)
+    and keep what the heartbeat reports in step."""
+    fresh = await ensure_notifications(storage, manage=manage)
+    state.flags, state.ok = fresh.flags, fresh.ok
+
+
+def renewal(ctx: Context, capacity: Capacity) -> PeriodicLoop:
+    """Renew the leases of occurrences in flight, three times per lease."""
+
+    async def renew() -> None:
         if len(capacity):
-            try:
-                await ctx.store.renew(ctx.instance, capacity.leases(), lease_ms)
-            except RedisError as exc:
-                log.warning("redis.renew_failed", error=str(exc))
+            await ctx.store.renew(ctx.instance, capacity.leases(), ctx.settings.daemon.lease_ms)
+
+    return PeriodicLoop("renew", renew, lambda: max(MIN_RENEW_MS, ctx.settings.daemon.lease_ms // 3))
 
 
-async def watchdog(notifier: Notifier, health: Health) -> None:
-    """Tell systemd (and ``/healthz``) that the loop is alive, at least once a second."""
-    interval_s = notifier.watchdog_interval_s() or 1.0
-    while True:
+def watchdog(notifier: Notifier, health: Health) -> PeriodicLoop:
+    """Tell systemd (and ``/healthz``) that the event loop is alive, at least once a second."""
+    interval_ms = round(min(notifier.watchdog_interval_s() or 1.0, 1.0) * 1000)
+
+    async def ping() -> None:
         health.beat()
         notifier.watchdog()
-        await asyncio.sleep(min(interval_s, 1.0))
+
+    return PeriodicLoop("watchdog", ping, lambda: interval_ms, run_now=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +67,9 @@ class Heartbeat:
     storage: aioredis.Redis
     names: Names
     me: Identity
-    interval_ms: int
+    ctx: Context
     intake: Intake
     recovery: Recovery
-    metrics: Metrics
     notifier: Notifier
     notify_state: NotifyState
     hints: Hints  # told of a new server: sweep now, re-apply the notification flags
@@ -82,13 +87,17 @@ class Heartbeat:
         # Look at the server before writing to it: our own heartbeat would hide an empty Redis.
         if await self.recovery.server_changed():
             self.hints.new_connection()
-        await beat(self.storage, self.names, self.me, self.interval_ms, extra)
+        await beat(self.storage, self.names, self.me, self.ctx.settings.daemon.heartbeat_interval_ms, extra)
         backlog = await self.recovery.refresh_gauges()
-        self.metrics.set_in_flight(in_flight)
+        self.ctx.metrics.set_in_flight(in_flight)
         self.notifier.status(f"backlog {backlog}, fired {fired}")
 
-
-def schedule_jobs(jobs: PeriodicJobs, heartbeat: Heartbeat, adoption_interval_ms: int) -> None:
-    """Add the heartbeat (first run at once) and the adoption scan to ``jobs``."""
-    jobs.add("heartbeat", heartbeat, heartbeat.interval_ms, run_now=True)
-    jobs.add("adoption", heartbeat.recovery.adopt_scan, adoption_interval_ms)
+    def loops(self, health: Health) -> list[PeriodicLoop]:
+        """The heartbeat (first run at once) and the adoption scan; both report to ``health``
+        whether Redis answers."""
+        heartbeat_ms = lambda: self.ctx.settings.daemon.heartbeat_interval_ms  # noqa: E731
+        adoption_ms = lambda: self.ctx.settings.daemon.adoption_interval_ms  # noqa: E731
+        return [
+            PeriodicLoop("heartbeat", self, heartbeat_ms, run_now=True, health=health),
+            PeriodicLoop("adoption", self.recovery.adopt_scan, adoption_ms, health=health),
+        ]

@@ -1,10 +1,11 @@
 """``reminderd run``: lifecycle of one daemon instance.
 
 One ``AsyncExitStack`` owns every resource (embedded Redis, connections, HTTP client,
-processors, metrics endpoint); one ``TaskGroup`` owns every loop. Signal handlers only
-set events; the main task drains. Start-up order matters: subscribe first (so no event
-is missed), then fix and prove notifications, then reconcile (recover, repair, adopt),
-then READY=1 and live service.
+the processors in force, metrics endpoint); one ``TaskGroup`` owns every task: the
+pipeline's loops, the periodic jobs (``reminderd.daemon.periodic``) and the one-off work
+a reload or a reconnect starts. Signal handlers only set events; the main task drains.
+Start-up order matters: subscribe first (so no event is missed), then fix and prove
+notifications, then reconcile (recover, repair, adopt), then READY=1 and live service.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,11 @@ import structlog
 from redis.exceptions import RedisError
 
 from reminderd.config import Settings, load_config
-from reminderd.core.cron import PeriodicJobs
 from reminderd.core.pii import mask_pii
-from reminderd.daemon.housekeeping import Heartbeat, renew_leases, schedule_jobs, watchdog
+from reminderd.daemon.housekeeping import Heartbeat, reapply_notifications, renewal, watchdog
+from reminderd.daemon.periodic import PeriodicLoop
 from reminderd.daemon.reload import build_runtime, close_later, close_processors, reload_runtime
+from reminderd.daemon.startup import canary_key, check_notifications, wait_for_redis
 from reminderd.errors import ConfigError, ReminderdError
 from reminderd.pipeline.finish import Finisher
 from reminderd.pipeline.hints import Hints
@@ -39,17 +42,30 @@ from reminderd.pipeline.recovery import Recovery
 from reminderd.pipeline.runtime import Context
 from reminderd.pipeline.subscriber import Subscriber
 from reminderd.processors.base import ProcessorContext
-from reminderd.storage.connection import db_of, make_client
-from reminderd.storage.embedded import EmbeddedRedis
+from reminderd.storage.connection import db_of, make_client, resolve_url
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
-from reminderd.storage.server import NotifyState, doctor, ensure_notifications, prove_events
+from reminderd.storage.server import NotifyState
 from reminderd.storage.store import Store
+from reminderd.telemetry.endpoint import MetricsServer
+from reminderd.telemetry.health import Health
 from reminderd.telemetry.logs import configure_logging
-from reminderd.telemetry.metrics import Health, Metrics, MetricsServer
+from reminderd.telemetry.metrics import Metrics
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.lifecycle")
+Tasks = list[asyncio.Task[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """The pipeline objects of one run, wired together."""
+
+    hints: Hints
+    finisher: Finisher
+    intake: Intake
+    recovery: Recovery
+    subscriber: Subscriber
 
 
 class Daemon:
@@ -64,35 +80,36 @@ class Daemon:
         )
         self.stop = asyncio.Event()
         self.reload = asyncio.Event()
+        self._woken = asyncio.Event()  # set with either, so the main task waits on one event
         self.notifier = Notifier.from_env()
         self.metrics = Metrics()
         self.health = Health()
         self.notify_state = NotifyState()
-        self._background: set[asyncio.Task[None]] = set()  # fire-and-forget work, kept referenced
+        self._tg: asyncio.TaskGroup | None = None  # owns every task, set while serving
+        self._background: set[asyncio.Task[None]] = set()  # one-off tasks, cancelled at stop
+        self._loops: list[PeriodicLoop] = []  # poked at a reload: their intervals may change
 
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain, and return the exit code."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload.set)
+            loop.add_signal_handler(sig, self._signalled, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self._signalled, self.reload)
         async with AsyncExitStack() as stack:
-            url = await self._redis_url(stack)
+            url = await resolve_url(self.settings.redis, stack, own=True)
             storage = make_client(self.settings.redis, url)
             stack.push_async_callback(storage.aclose)
             subscriber = make_client(self.settings.redis, url, subscriber=True)
             stack.push_async_callback(subscriber.aclose)
             http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
             stack.push_async_callback(http.aclose)
-            if not await self._wait_for_redis(storage):
+            if not await wait_for_redis(storage, self.stop, self.health, self.notifier):
                 return 0
-            self._processor_ctx = ProcessorContext(
-                storage, http, self.names, structlog.get_logger("reminderd.processor")
-            )
-            store = Store(storage, self.names)
+            processor_log = structlog.get_logger("reminderd.processor")
+            self._processor_ctx = ProcessorContext(storage, http, self.names, processor_log)
             runtime = build_runtime(self.settings, self._processor_ctx)
-            self.ctx = Context(store, runtime, self.metrics, self.me.instance)
-            stack.push_async_callback(self._close_processors)
+            self.ctx = Context(Store(storage, self.names), runtime, self.metrics, self.me.instance)
+            stack.push_async_callback(self._close_runtime)  # the one in force at exit
             if self.settings.metrics.enabled:
                 server = MetricsServer(
                     self.settings.metrics.host, self.settings.metrics.port, self.metrics, self.health.snapshot
@@ -101,86 +118,73 @@ class Daemon:
             return await self._serve(storage, subscriber)
         return 0  # pragma: no cover - the block always returns
 
-    async def _close_processors(self) -> None:
-        """Close the processors in force at exit (replaced ones are closed by their reload)."""
+    async def _close_runtime(self) -> None:
         await close_processors(self.ctx.runtime)
 
-    async def _redis_url(self, stack: AsyncExitStack) -> str:
-        cfg = self.settings.redis
-        if cfg.url != "embedded":
-            return cfg.url
-        embedded = await stack.enter_async_context(
-            EmbeddedRedis(Path(cfg.embedded.dir) if cfg.embedded.dir else None, cfg.embedded.binary)
+    def _pipeline(
+        self, tg: asyncio.TaskGroup, storage: aioredis.Redis, subscriber: aioredis.Redis
+    ) -> Pipeline:
+        hints = Hints()
+        finisher = Finisher(self.ctx, hints)
+        intake = Intake(self.ctx, hints, finisher, tg)
+        recovery = Recovery(self.ctx, intake)
+        return Pipeline(
+            hints, finisher, intake, recovery, Subscriber(subscriber, db_of(storage), self.ctx, hints)
         )
-        log.info("redis.embedded", url=embedded.url, pid=embedded.pid)
-        return embedded.url
 
-    async def _wait_for_redis(self, storage: aioredis.Redis) -> bool:
-        """Retry until Redis answers (or we are told to stop): systemd may start us first."""
-        delay_s = 0.2
-        while not self.stop.is_set():
-            try:
-                await storage.ping()
-                self.health.redis_reachable = True
-                return True
-            except (RedisError, OSError) as exc:
-                log.warning("redis.unavailable", error=str(exc), retry_in_s=delay_s)
-                self.notifier.status(f"waiting for Redis: {exc}")  # why the unit is not active yet
-                try:
-                    await asyncio.wait_for(self.stop.wait(), delay_s)
-                except TimeoutError:
-                    delay_s = min(delay_s * 2, 10.0)
-        self.notifier.stopping("stopped before Redis answered")
-        return False
-
-    async def _serve(self, storage: aioredis.Redis, subscriber_client: aioredis.Redis) -> int:
-        ctx, hints = self.ctx, Hints()
-        finisher = Finisher(ctx, hints)
-        jobs = PeriodicJobs()
+    async def _serve(self, storage: aioredis.Redis, subscriber: aioredis.Redis) -> int:
         async with asyncio.TaskGroup() as tg:
-            intake = Intake(ctx, hints, finisher, tg)
-            recovery = Recovery(ctx, intake)
-            subscriber = Subscriber(subscriber_client, db_of(storage), ctx, hints)
-            # Work that must go on while draining: verdicts and lease renewal.
+            self._tg = tg
+            p = self._pipeline(tg, storage, subscriber)
+            # Work that must go on while draining: verdicts, lease renewal, the watchdog.
             keep = [
-                tg.create_task(finisher.run(), name="finisher"),
-                tg.create_task(renew_leases(ctx, intake.capacity), name="renew"),
+                tg.create_task(p.finisher.run(), name="finisher"),
+                self._start(renewal(self.ctx, p.intake.capacity)),
             ]
-            feeds = [tg.create_task(subscriber.run(), name="subscriber")]
-            await self._startup(storage, subscriber, recovery)
+            feeds = [tg.create_task(p.subscriber.run(), name="subscriber")]
+            await self._startup(storage, p.subscriber, p.recovery)
             feeds += [
-                tg.create_task(intake.run_timer(), name="timer"),
-                tg.create_task(intake.run_events(), name="events"),
-                tg.create_task(watchdog(self.notifier, self.health), name="watchdog"),
-                tg.create_task(self._reapply_on_reconnect(storage, hints), name="reapply"),
+                tg.create_task(p.intake.run_timer(), name="timer"),
+                tg.create_task(p.intake.run_events(), name="events"),
+                tg.create_task(self._reapply_on_reconnect(storage, p.hints), name="reapply"),
             ]
-            jobs.start()
-            self._schedule_jobs(jobs, storage, intake, recovery, hints)
+            keep.append(self._start(watchdog(self.notifier, self.health)))
+            feeds += [self._start(loop) for loop in self._heartbeat(storage, p).loops(self.health)]
             await self._until_stopped()
-            self.notifier.stopping("draining")
-            log.info("daemon.stopping", in_flight=len(intake.capacity))
-            for task in feeds:
-                task.cancel()
-            await jobs.shutdown(drain_ms=2000)
-            left = await intake.dispatcher.drain(ctx.settings.daemon.drain_timeout_ms / 1000)
-            await finisher.flush()
-            for task in keep:
-                task.cancel()
+            left = await self._drain(p, feeds, keep)
+        self._tg = None
         await _quietly(retire(storage, self.names, self.me))
-        log.info("daemon.stopped", unfinished=left, fired=intake.dispatcher.fired_total)
+        log.info("daemon.stopped", unfinished=left, fired=p.intake.dispatcher.fired_total)
         return 0
+
+    def _start(self, loop: PeriodicLoop) -> asyncio.Task[None]:
+        assert self._tg is not None
+        self._loops.append(loop)
+        return self._tg.create_task(loop.run(), name=loop.name)
+
+    def _heartbeat(self, storage: aioredis.Redis, p: Pipeline) -> Heartbeat:
+        return Heartbeat(
+            storage, self.names, self.me, self.ctx, p.intake, p.recovery,
+            self.notifier, self.notify_state, p.hints,
+        )  # fmt: skip
+
+    async def _drain(self, p: Pipeline, feeds: Tasks, keep: Tasks) -> int:
+        """Stop taking work, finish (or give up on) what is in flight, then stop the rest."""
+        self.notifier.stopping("draining")
+        log.info("daemon.stopping", in_flight=len(p.intake.capacity))
+        for task in feeds:
+            task.cancel()
+        left = await p.intake.dispatcher.drain(self.ctx.settings.daemon.drain_timeout_ms / 1000)
+        await p.finisher.flush()
+        for task in (*keep, *self._background):
+            task.cancel()
+        return left
 
     async def _startup(self, storage: aioredis.Redis, subscriber: Subscriber, recovery: Recovery) -> None:
         started = time.monotonic()
-        try:
-            await asyncio.wait_for(subscriber.subscribed.wait(), 5.0)
-        except TimeoutError:
-            log.warning("redis.subscribe_slow", note="continuing; the sweep delivers regardless")
-        self.notify_state = await ensure_notifications(
-            storage, manage=self.ctx.settings.redis.manage_notifications
-        )
-        self.notify_state.warnings = await doctor(storage)
-        await self._canary(storage, subscriber)
+        key = canary_key(self.names, self.me.instance)
+        manage = self.ctx.settings.redis.manage_notifications
+        self.notify_state = await check_notifications(storage, subscriber, key, manage=manage)
         summary = await recovery.reconcile()
         self.health.startup_sweep_done = True
         log.info(
@@ -193,59 +197,33 @@ class Daemon:
         )
         self.notifier.ready(f"recovered {summary['recovered']}, adopted {summary['adopted']}")
 
-    async def _canary(self, storage: aioredis.Redis, subscriber: Subscriber) -> None:
-        if not self.notify_state.ok:
-            self.notify_state.canary = "skipped"
-            return
-        key = f"{self.names.canary_prefix}{self.me.instance}:{secrets.token_hex(4)}"
-        ok = await prove_events(storage, key, subscriber.expect_canary(key))
-        self.notify_state.canary = "ok" if ok else "failed"
-        if ok:
-            log.info("redis.canary", result="ok")
-        else:
-            log.warning(
-                "redis.canary",
-                result="failed",
-                effect="expired events do not arrive; delivery relies on the sweep",
-            )
-
     async def _reapply_on_reconnect(self, storage: aioredis.Redis, hints: Hints) -> None:
-        """After each new connection (events may have been lost) re-apply the flags; forever."""
+        """After each new connection or server (events may have been lost) re-apply the flags."""
         while True:
             await hints.reconnected.wait()
             hints.reconnected.clear()
+            manage = self.ctx.settings.redis.manage_notifications
             try:
-                await self._reapply_notifications(storage)
+                await reapply_notifications(storage, self.notify_state, manage=manage)
             except RedisError as exc:
                 log.warning("redis.notifications_reapply_failed", error=str(exc))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run one-off work in the task group; a failure is logged, a stop cancels it."""
+        assert self._tg is not None
+        task = self._tg.create_task(_logged(coro, name), name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _reapply_notifications(self, storage: aioredis.Redis) -> None:
-        """Merge the flags again and keep what the heartbeat reports in step."""
-        fresh = await ensure_notifications(storage, manage=self.ctx.settings.redis.manage_notifications)
-        self.notify_state.flags, self.notify_state.ok = fresh.flags, fresh.ok
-
-    def _schedule_jobs(
-        self, jobs: PeriodicJobs, storage: aioredis.Redis, intake: Intake, recovery: Recovery, hints: Hints
-    ) -> None:
-        daemon = self.ctx.settings.daemon
-        heartbeat = Heartbeat(
-            storage, self.names, self.me, daemon.heartbeat_interval_ms,
-            intake, recovery, self.metrics, self.notifier, self.notify_state, hints,
-        )  # fmt: skip
-        schedule_jobs(jobs, heartbeat, daemon.adoption_interval_ms)
+    def _signalled(self, event: asyncio.Event) -> None:
+        """A signal handler: set ``event`` and wake the main task, nothing more."""
+        event.set()
+        self._woken.set()
 
     async def _until_stopped(self) -> None:
         while not self.stop.is_set():
-            stop = asyncio.ensure_future(self.stop.wait())
-            reload = asyncio.ensure_future(self.reload.wait())
-            await asyncio.wait([stop, reload], return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            reload.cancel()
+            await self._woken.wait()
+            self._woken.clear()
             if self.reload.is_set():
                 self.reload.clear()
                 self._reload()
@@ -256,8 +234,17 @@ class Daemon:
         if old is None:
             self.notifier.ready("reload failed; old configuration kept")
             return
+        for loop in self._loops:
+            loop.poke()  # an interval may have changed
         self.notifier.ready("configuration reloaded")
-        self._spawn(close_later(old))
+        self._spawn(close_later(old), "close-replaced")
+
+
+async def _logged(coro: Awaitable[None], name: str) -> None:
+    try:
+        await coro
+    except Exception:
+        log.exception("background.failed", task=name)
 
 
 async def _quietly(coro: Awaitable[object]) -> None:

@@ -66,6 +66,12 @@ async def close_processors(runtime: Runtime) -> None:
 
 
 async def close_later(old: Runtime) -> None:
-    """Close replaced processors once nothing that started with them is still running."""
-    await asyncio.sleep(old.settings.daemon.processor_timeout_ms / 1000 + 1)
-    await close_processors(old)
+    """Close replaced processors once nothing that started with them can still be running.
+
+    Run as a task of the daemon: cancelled when the daemon stops, it closes them at once,
+    since the drain before has ended whatever used them.
+    """
+    try:
+        await asyncio.sleep(old.settings.daemon.processor_timeout_ms / 1000 + 1)
+    finally:
+        await close_processors(old)

@@ -35,11 +35,10 @@ from reminderd.core.quiet_hours import user_zone
 from reminderd.errors import PermanentError, RetryableError, SkipOccurrence
 from reminderd.models import Occurrence
 from reminderd.processors.base import ProcessorContext
+from reminderd.processors.http import answer, excerpt, refuse
 from reminderd.processors.templates import Template, message_values
-from reminderd.processors.webhook import parse_retry_after
 from reminderd.storage.ratelimit import TokenBucket
 
-EXCERPT_CHARS = 200
 UNKNOWN_ID = "unknown"
 _T = TypeVar("_T")
 _TRUE = frozenset({"1", "true", "yes", "on", "y"})
@@ -172,7 +171,7 @@ class _Twilio:
 
     async def send(self, to: str, body: str, values: Mapping[str, Any]) -> str:
         form = {"To": to, **self._sender, "Body": body}
-        response = await _request(
+        response = await answer(
             self._where, self._http.post(self._url, data=form, auth=self._auth, timeout=self._timeout)
         )
         data = _json(response)
@@ -181,7 +180,7 @@ class _Twilio:
             return sid if isinstance(sid, str) and sid else UNKNOWN_ID
         code = data.get("code")
         message = data.get("message")
-        detail = message if isinstance(message, str) else _excerpt(response.text, ())
+        detail = message if isinstance(message, str) else excerpt(response.text, ())
         _fail(self._where, response, None if code is None else str(code), detail)
 
 
@@ -215,10 +214,10 @@ class _Generic:
         request = self._http.request(
             method, url, headers=headers, auth=auth, timeout=self._timeout, **content
         )
-        response = await _request(self._where, request)
+        response = await answer(self._where, request)
         if response.status_code in self._settings.success_status:
             return self._message_id(response)
-        _fail(self._where, response, None, _excerpt(response.text, self._secrets))
+        _fail(self._where, response, None, excerpt(response.text, self._secrets))
 
     def _message_id(self, response: httpx.Response) -> str:
         if self._regex is not None:
@@ -237,28 +236,14 @@ class _Generic:
         return str(current) if isinstance(current, str | int) and str(current) else UNKNOWN_ID
 
 
-async def _request(where: str, pending: Any) -> httpx.Response:
-    """Await an httpx call; transport failures are retryable and never quote URL or secrets."""
-    try:
-        response: httpx.Response = await pending
-    except httpx.TimeoutException as exc:
-        raise RetryableError(f"{where}: timed out ({type(exc).__name__})") from exc
-    except httpx.HTTPError as exc:
-        raise RetryableError(f"{where}: request failed ({type(exc).__name__})") from exc
-    return response
-
-
 def _fail(where: str, response: httpx.Response, code: str | None, detail: str) -> NoReturn:
-    """Raise the error a non-success answer means: 429/5xx retryable, other statuses permanent."""
-    status = response.status_code
+    """Raise the error a non-success answer means; the message names the provider's code."""
     text = (
-        f"{where}: HTTP {status}"
+        f"{where}: HTTP {response.status_code}"
         + (f", code {code}" if code else "")
         + (f": {mask_text(detail)}" if detail else "")
     )
-    if status == 429 or status >= 500:
-        raise RetryableError(text, retry_after_s=parse_retry_after(response.headers.get("Retry-After")))
-    raise PermanentError(text, code=code or f"http_{status}")
+    refuse(response, text, code or f"http_{response.status_code}")
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -267,13 +252,6 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _excerpt(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
 def _text(value: bytes | str) -> str:

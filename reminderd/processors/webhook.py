@@ -9,8 +9,6 @@ messages never contain them, nor the URL's query or credentials.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 from urllib.parse import quote
 
@@ -19,27 +17,9 @@ import orjson
 
 from reminderd import __version__
 from reminderd.config.processors import WebhookSettings
-from reminderd.errors import PermanentError, RetryableError
 from reminderd.models import Occurrence
 from reminderd.processors.base import ProcessorContext
-
-BODY_EXCERPT_CHARS = 200
-
-
-def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP date); None if unusable."""
-    if value is None or not (text := value.strip()):
-        return None
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    now = time.time() if now_s is None else now_s
-    return max(0.0, when.timestamp() - now)
+from reminderd.processors.http import answer, excerpt, refuse, scrubbed
 
 
 def safe_url(url: httpx.URL) -> str:
@@ -86,37 +66,13 @@ class WebhookProcessor:
         headers["Idempotency-Key"] = quote(occ.idempotency_key, safe=_HEADER_SAFE)
         body = orjson.dumps(occ.as_json())
         timeout = self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT
-        try:
-            response = await self._client().post(self._url, content=body, headers=headers, timeout=timeout)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"{self._where}: timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"{self._where}: {type(exc).__name__}: {self._scrub(str(exc))}") from exc
-        return self._outcome(response)
-
-    def _outcome(self, response: httpx.Response) -> dict[str, str]:
+        pending = self._client().post(self._url, content=body, headers=headers, timeout=timeout)
+        response = await answer(self._where, pending, lambda text: scrubbed(text, self._secrets))
         status = response.status_code
         if 200 <= status < 300:
             return {"status": str(status)}
-        detail = f"{self._where}: HTTP {status}{self._excerpt(response)}"
-        if status == 429 or status >= 500:
-            retry_after_s = parse_retry_after(response.headers.get("Retry-After"))
-            raise RetryableError(detail, retry_after_s=retry_after_s)
-        raise PermanentError(detail, code=str(status))
-
-    def _excerpt(self, response: httpx.Response) -> str:
-        text = self._scrub(" ".join(response.text.split()))
-        if not text:
-            return ""
-        if len(text) > BODY_EXCERPT_CHARS:
-            text = text[: BODY_EXCERPT_CHARS - 1] + "…"
-        return f": {text}"
-
-    def _scrub(self, text: str) -> str:
-        """Mask configured header values, should a server or library echo one back."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        text = excerpt(response.text, self._secrets)
+        refuse(response, f"{self._where}: HTTP {status}" + (f": {text}" if text else ""), str(status))
 
     async def aclose(self) -> None:
         """Close the private client, if one was made; the shared one is the daemon's."""

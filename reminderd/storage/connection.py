@@ -7,17 +7,22 @@ reuse it.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reminderd.config.model import RedisSettings
+from reminderd.storage.embedded import EmbeddedRedis, connect_or_start
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+log = structlog.get_logger(__name__)
 
 
 def client_kwargs(settings: RedisSettings, *, subscriber: bool = False) -> dict[str, Any]:
@@ -57,3 +62,17 @@ def make_client(settings: RedisSettings, url: str, *, subscriber: bool = False) 
 def db_of(client: aioredis.Redis) -> int:
     """The logical database a client talks to (for the expired-event channel name)."""
     return int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+
+
+async def resolve_url(settings: RedisSettings, stack: AsyncExitStack, *, own: bool) -> str:
+    """The URL to connect to: ``redis.url``, or for ``embedded`` the private server, entered
+    into ``stack``. ``own`` (the daemon) starts and supervises it; otherwise (CLI, API) the
+    running one is reused, or one started for the life of ``stack``."""
+    if settings.url != "embedded":
+        return settings.url
+    state_dir = Path(settings.embedded.dir) if settings.embedded.dir else None
+    if not own:
+        return await stack.enter_async_context(connect_or_start(state_dir, settings.embedded.binary))
+    server = await stack.enter_async_context(EmbeddedRedis(state_dir, settings.embedded.binary))
+    log.info("redis.embedded", url=server.url, pid=server.pid)
+    return server.url

@@ -26,6 +26,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -48,6 +49,7 @@ from reminderd.storage.embedded_setup import (
 # The lookup helpers from reminderd.storage.embedded_setup are re-exported under this module's name.
 __all__ = [
     "EmbeddedRedis",
+    "Timeouts",
     "connect_or_start",
     "default_dir",
     "embedded_url",
@@ -68,6 +70,15 @@ def _try_flock(fd: int) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long to wait for the server to answer, to stop, and for the owner's lock."""
+
+    start_s: float = 30.0
+    stop_s: float = 10.0
+    lock_s: float = 10.0
+
+
 class EmbeddedRedis:
     """Async context manager that owns (or, with ``exclusive=False``, may reuse) the server."""
 
@@ -77,16 +88,14 @@ class EmbeddedRedis:
         binary: str | None = None,
         *,
         exclusive: bool = True,
-        start_timeout_s: float = 30.0,
-        stop_timeout_s: float = 10.0,
-        lock_timeout_s: float = 10.0,
+        timeouts: Timeouts = Timeouts(),
     ) -> None:
         self.dir = state_dir or default_dir()
         self._binary = binary
         self._exclusive = exclusive
-        self._start_timeout_s = start_timeout_s
-        self._stop_timeout_s = stop_timeout_s
-        self._lock_timeout_s = lock_timeout_s
+        self._start_timeout_s = timeouts.start_s
+        self._stop_timeout_s = timeouts.stop_s
+        self._lock_timeout_s = timeouts.lock_s
         self._lock_fd: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -279,6 +288,6 @@ async def connect_or_start(
     state_dir: Path | None = None, binary: str | None = None, *, start_timeout_s: float = 30.0
 ) -> AsyncIterator[str]:
     """The URL of the running embedded server, starting one for the block if none runs."""
-    embedded = EmbeddedRedis(state_dir, binary, exclusive=False, start_timeout_s=start_timeout_s)
+    embedded = EmbeddedRedis(state_dir, binary, exclusive=False, timeouts=Timeouts(start_s=start_timeout_s))
     async with embedded as server:
         yield server.url

@@ -4,7 +4,7 @@ Under systemd stdout goes to the journal, so ``auto`` renders one JSON object pe
 there (``journalctl -u reminderd -o cat | jq``) and a coloured console format on a TTY.
 Loggers are not cached, so ``configure_logging`` can run again (SIGHUP changes the level)
 and every existing logger follows. Log records of libraries that use stdlib ``logging``
-(APScheduler, httpx) go through the same renderer, so the journal holds one format.
+(httpx, redis) go through the same renderer, so the journal holds one format.
 
 Secrets never reach the log: ``mask_secrets`` replaces values of keys that look like
 credentials and passwords inside URLs, at any depth, after every other processor ran.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TextIO, cast
@@ -23,6 +22,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from reminderd.core.pii import SECRET_NAME, mask_url
 from reminderd.errors import ConfigError
 from reminderd.telemetry.log_output import LogOutput, output_for
 
@@ -35,8 +35,6 @@ LEVELS: Mapping[str, int] = {
     "critical": logging.CRITICAL,
 }
 MASK = "***"
-_SECRET_KEY = re.compile(r"pass(word|wd)|token|secret|auth|api_?key|credential|cookie", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?P<tail>@)", re.IGNORECASE)
 _NOISY_LIBRARIES = ("httpx", "httpcore")  # one INFO line per request, URLs included
 _HANDLER_NAME = "reminderd"
 
@@ -49,7 +47,7 @@ def _masked(value: Any, depth: int = 0) -> Any:
     if type(value) in _PLAIN or depth > 8:
         return value
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<tail>", value) if "://" in value else value
+        return mask_url(value)
     if isinstance(value, Mapping):
         return {k: _masked_item(k, v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -69,7 +67,7 @@ def _is_secret_key(key: object) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _secret_name(key: str) -> bool:
     """Cached: log events reuse a small set of field names, one regex search each is enough."""
-    return _SECRET_KEY.search(key) is not None
+    return SECRET_NAME.search(key) is not None
 
 
 def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:

@@ -90,10 +90,6 @@ class Notifier:
         """Shutdown began (draining); systemd shows the unit as deactivating."""
         self.send("STOPPING=1", *self._status_line(status))
 
-    def extend_timeout(self, timeout_s: float) -> None:
-        """Ask for ``timeout_s`` more before the start/stop timeout kills us."""
-        self.send(f"EXTEND_TIMEOUT_USEC={int(timeout_s * 1_000_000)}")
-
     def send(self, *lines: str) -> bool:
         """Send one datagram of ``KEY=value`` lines; True if it was sent."""
         if self._address is None or not lines:

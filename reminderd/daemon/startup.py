@@ -1,0 +1,75 @@
+"""The steps before live service: wait for Redis, then fix, check and prove notifications.
+
+Order matters and is the daemon's (``reminderd.daemon.lifecycle``): subscribe first so no
+event is missed, then these checks, then reconcile, then READY=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from reminderd.pipeline.subscriber import Subscriber
+from reminderd.storage.names import Names
+from reminderd.storage.server import NotifyState, doctor, ensure_notifications, prove_events
+from reminderd.telemetry.health import Health
+from reminderd.telemetry.systemd import Notifier
+
+log = structlog.get_logger("reminderd.daemon.startup")
+SUBSCRIBE_WAIT_S = 5.0
+FIRST_RETRY_S, MAX_RETRY_S = 0.2, 10.0
+
+
+async def wait_for_redis(
+    storage: aioredis.Redis, stop: asyncio.Event, health: Health, notifier: Notifier
+) -> bool:
+    """Retry until Redis answers (True) or ``stop`` is set (False): systemd may start us first."""
+    delay_s = FIRST_RETRY_S
+    while not stop.is_set():
+        try:
+            await storage.ping()
+            health.redis_reachable = True
+            return True
+        except (RedisError, OSError) as exc:
+            log.warning("redis.unavailable", error=str(exc), retry_in_s=delay_s)
+            notifier.status(f"waiting for Redis: {exc}")  # why the unit is not active yet
+            try:
+                await asyncio.wait_for(stop.wait(), delay_s)
+            except TimeoutError:
+                delay_s = min(delay_s * 2, MAX_RETRY_S)
+    notifier.stopping("stopped before Redis answered")
+    return False
+
+
+async def check_notifications(
+    storage: aioredis.Redis, listener: Subscriber, canary_key: str, *, manage: bool
+) -> NotifyState:
+    """Merge the flags expired events need, run the doctor, and prove events arrive."""
+    try:
+        await asyncio.wait_for(listener.subscribed.wait(), SUBSCRIBE_WAIT_S)
+    except TimeoutError:
+        log.warning("redis.subscribe_slow", note="continuing; the sweep delivers regardless")
+    state = await ensure_notifications(storage, manage=manage)
+    state.warnings = await doctor(storage)
+    state.canary = await _canary(storage, listener, canary_key) if state.ok else "skipped"
+    return state
+
+
+def canary_key(names: Names, instance: str) -> str:
+    """A fresh key for this start's canary."""
+    return f"{names.canary_prefix}{instance}:{secrets.token_hex(4)}"
+
+
+async def _canary(storage: aioredis.Redis, listener: Subscriber, key: str) -> str:
+    ok = await prove_events(storage, key, listener.expect_canary(key))
+    if ok:
+        log.info("redis.canary", result="ok")
+        return "ok"
+    log.warning(
+        "redis.canary", result="failed", effect="expired events do not arrive; delivery relies on the sweep"
+    )
+    return "failed"
