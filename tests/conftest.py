@@ -8,7 +8,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from reminderd.storage.server_binary import find_server
 from tests.redis_server import RedisServer
+
+
+def pytest_report_header() -> str:
+    """Name the server every test runs against: the suite's results are about that server."""
+    return f"redis server: {find_server()}"
 
 
 @pytest.fixture(scope="session")

