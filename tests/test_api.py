@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aioredis
 
-from reminderd.api.reminders import AsyncReminders, Reminders, When, resolve
+from reminderd.api import Reminders
+from reminderd.api.reminders import AsyncReminders, When, resolve
 from reminderd.config import load_config_text
 from reminderd.core.schedules import Cron, Every, Once
 from reminderd.errors import KeyNameError, NotFoundError, PayloadError, ScheduleError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 import redis
 
 from reminderd.cli import main
+from reminderd.storage.embedded import EmbeddedRedis
 from tests.redis_server import free_port
 
 CONFIG = """\
@@ -481,12 +483,19 @@ def test_subprocess_bad_input_and_version(cli: Cli) -> None:
     assert res.out.startswith("reminderd ")
 
 
+async def _run_once(state: Path) -> None:
+    """Start and stop the embedded server in ``state``, as a daemon that ran there would."""
+    async with EmbeddedRedis(state):
+        pass
+
+
 def test_embedded_redis_started_for_the_command_persists(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """With redis.url embedded and no daemon, a command runs its own server; the reminder persists."""
+    """With the embedded Redis and its daemon stopped, a command runs its own server; the write persists."""
     state = Path(tempfile.mkdtemp(prefix="rd-cli-"))
     try:
+        asyncio.run(_run_once(state))  # a daemon ran here before, and stopped
         config = tmp_path / "embedded.yaml"
         config.write_text(CONFIG + f"redis:\n  url: embedded\n  embedded:\n    dir: {state}\n")
         monkeypatch.delenv("REMINDERD_REDIS_URL", raising=False)

@@ -346,10 +346,15 @@ async def test_state_dir_that_cannot_be_created(tmp_path: Path) -> None:
 
 
 def test_default_dir() -> None:
-    """$STATE_DIRECTORY (its first entry) is the default, else ./var/reminderd."""
+    """$STATE_DIRECTORY (first entry), else /var/lib/reminderd for root, else the XDG state dir."""
     assert default_dir({"STATE_DIRECTORY": "/var/lib/reminderd:/var/lib/other"}) == Path("/var/lib/reminderd")
-    assert default_dir({}) == Path("var/reminderd")
-    assert default_dir({"STATE_DIRECTORY": ""}) == Path("var/reminderd")
+    assert default_dir({}, root=True) == Path("/var/lib/reminderd")
+    assert default_dir({"STATE_DIRECTORY": ""}, root=True) == Path("/var/lib/reminderd")
+    user = {"HOME": "/home/ada"}
+    assert default_dir(user, root=False) == Path("/home/ada/.local/state/reminderd")
+    assert default_dir({**user, "XDG_STATE_HOME": "/srv/state"}, root=False) == Path("/srv/state/reminderd")
+    relative = {**user, "XDG_STATE_HOME": "rel"}  # the XDG spec says to ignore a relative one
+    assert default_dir(relative, root=False) == Path("/home/ada/.local/state/reminderd")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a server as another user")

@@ -1,4 +1,6 @@
-"""The Python API: schedule, reschedule, cancel, get and list reminders (asyncio and sync).
+"""The Python API: schedule, reschedule, cancel, get and list reminders (asyncio).
+
+The synchronous facade is ``reminderd.api.sync.Reminders``.
 
 Scheduling a key that already has a reminder replaces it atomically (payload, schedule,
 due time; its occurrence numbering continues so idempotency keys never repeat);
@@ -8,7 +10,6 @@ due time; its occurrence numbering continues so idempotency keys never repeat);
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -223,49 +224,3 @@ class AsyncReminders:
             and (type_ is None or parsed.type == type_)
             and (rule is None or parsed.rule == rule)
         )
-
-
-class Reminders:
-    """Synchronous facade over ``AsyncReminders`` for scripts and non-async services."""
-
-    def __init__(self, url: str, settings: Settings) -> None:
-        from reminderd.storage.connection import make_client
-
-        self._runner = asyncio.Runner()
-        self._client = make_client(settings.redis, url)
-        self._api = AsyncReminders(self._client, settings)
-
-    def __enter__(self) -> Reminders:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection pool and the private event loop."""
-        self._runner.run(self._client.aclose())
-        self._runner.close()
-
-    def schedule(self, key: str | None = None, **kwargs: Any) -> Reminder | None:
-        """See ``AsyncReminders.schedule``."""
-        return self._runner.run(self._api.schedule(key, **kwargs))
-
-    def schedule_many(self, items: Iterable[tuple[str, Mapping[str, Any] | None, When]]) -> int:
-        """See ``AsyncReminders.schedule_many``."""
-        return self._runner.run(self._api.schedule_many(items))
-
-    def reschedule(self, key: str, **kwargs: Any) -> Reminder:
-        """See ``AsyncReminders.reschedule``."""
-        return self._runner.run(self._api.reschedule(key, **kwargs))
-
-    def cancel(self, key: str) -> bool:
-        """See ``AsyncReminders.cancel``."""
-        return self._runner.run(self._api.cancel(key))
-
-    def get(self, key: str) -> Reminder | None:
-        """See ``AsyncReminders.get``."""
-        return self._runner.run(self._api.get(key))
-
-    def list(self, **kwargs: Any) -> list[Reminder]:
-        """See ``AsyncReminders.list``."""
-        return self._runner.run(self._api.list(**kwargs))

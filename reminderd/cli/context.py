@@ -3,21 +3,18 @@
 ``redis.url: embedded`` reuses the daemon's running private server, or starts one for
 the duration of the command (``reminderd.storage.embedded.connect_or_start``), so a reminder
 scheduled while the daemon is down is written to the server's AOF and found at the next
-start. Every failure to reach Redis, at connect time or halfway through a command,
-becomes ``RedisUnavailableError`` naming the URL with its password masked.
+start; a state directory where no daemon ever ran is an error naming it and the config.
+Every failure to reach Redis, at connect time or halfway through a command, becomes
+``RedisUnavailableError`` naming the URL with its password masked.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,60 +22,39 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reminderd.api.reminders import AsyncReminders
-from reminderd.config import load_config
+from reminderd.config import load_config, resolve_path
 from reminderd.config.model import Settings
 from reminderd.errors import RedisUnavailableError
-from reminderd.storage.connection import REDIS_DOWN, make_client
+from reminderd.storage.connection import REDIS_DOWN, make_client, mask_url, unreachable
 from reminderd.storage.embedded import connect_or_start
+from reminderd.storage.embedded_setup import state_dir
+
+__all__ = ["Command", "Ctx", "mask_url", "open_client", "with_client"]
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any ``user:password@`` credentials replaced, so it can be printed."""
-    if "@" not in url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    auth = f"{user}:***" if parts.password is not None else "***"
-    return urlunsplit(parts._replace(netloc=f"{auth}@{host}"))
-
-
-def reason_of(exc: BaseException) -> str:
-    """The root cause of a connection failure in a few words (``Connection refused``)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TimeoutError | RedisTimeoutError):
-            return "timed out"
-        if isinstance(current, OSError) and current.errno is not None and current.errno in errno.errorcode:
-            return os.strerror(current.errno)
-        current = current.__cause__ or current.__context__
-    text = str(exc).strip()
-    return text or type(exc).__name__
-
-
-def unreachable(url: str, exc: BaseException) -> RedisUnavailableError:
-    """The error raised when ``url`` cannot be reached; the message is the one line shown."""
-    return RedisUnavailableError(f"cannot reach Redis at {mask_url(url)}: {reason_of(exc)}")
-
-
-async def _resolve_url(settings: Settings, stack: AsyncExitStack) -> str:
+async def _resolve_url(settings: Settings, stack: AsyncExitStack, config: str) -> str:
     """The URL to connect to, starting the embedded server for this command if needed."""
     cfg = settings.redis
     if cfg.url != "embedded":
         return cfg.url
-    state_dir = Path(cfg.embedded.dir) if cfg.embedded.dir else None
-    return await stack.enter_async_context(connect_or_start(state_dir, cfg.embedded.binary))
+    opened = connect_or_start(state_dir(cfg.embedded), cfg.embedded.binary, create=False)
+    try:
+        return await stack.enter_async_context(opened)
+    except RedisUnavailableError as exc:
+        raise RedisUnavailableError(f"{exc} (config: {config})") from exc
+
+
+def config_source(cli_value: str | None) -> str:
+    """Which config file a command read, as said in its messages."""
+    path, named = resolve_path(cli_value)
+    return str(path.absolute()) if named or path.exists() else "none found, built-in defaults"
 
 
 @asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+async def open_client(settings: Settings, config: str = "") -> AsyncIterator[aioredis.Redis]:
     """A pinged storage client for the block; closed (and any embedded server stopped) after."""
     async with AsyncExitStack() as stack:
-        url = await _resolve_url(settings, stack)
+        url = await _resolve_url(settings, stack, config)
         client = make_client(settings.redis, url)
         stack.push_async_callback(client.aclose)
         try:
@@ -115,7 +91,7 @@ def with_client(command: Command) -> Callable[[argparse.Namespace], int]:
         settings = load_config(args.config)
 
         async def go() -> int:
-            async with open_client(settings) as client:
+            async with open_client(settings, config_source(args.config)) as client:
                 return await command(Ctx(args, settings, client, AsyncReminders(client, settings)))
 
         return asyncio.run(go())

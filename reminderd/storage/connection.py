@@ -7,7 +7,10 @@ reuse it.
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -16,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reminderd.config.model import RedisSettings
+from reminderd.errors import RedisUnavailableError
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -57,3 +61,36 @@ def make_client(settings: RedisSettings, url: str, *, subscriber: bool = False) 
 def db_of(client: aioredis.Redis) -> int:
     """The logical database a client talks to (for the expired-event channel name)."""
     return int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any ``user:password@`` credentials replaced, so it can be printed."""
+    if "@" not in url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    auth = f"{user}:***" if parts.password is not None else "***"
+    return urlunsplit(parts._replace(netloc=f"{auth}@{host}"))
+
+
+def reason_of(exc: BaseException) -> str:
+    """The root cause of a connection failure in a few words (``Connection refused``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | RedisTimeoutError):
+            return "timed out"
+        if isinstance(current, OSError) and current.errno is not None and current.errno in errno.errorcode:
+            return os.strerror(current.errno)
+        current = current.__cause__ or current.__context__
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def unreachable(url: str, exc: BaseException) -> RedisUnavailableError:
+    """The error raised when ``url`` cannot be reached; the message is the one line shown."""
+    return RedisUnavailableError(f"cannot reach Redis at {mask_url(url)}: {reason_of(exc)}")

