@@ -234,7 +234,7 @@ PROC_LOG = "processors: {log: {type: log}}\n"
         # unknown keys, at every depth
         ("bogus: 1", f"bogus: {UNKNOWN}"),
         ("daemon: {sweep_intervall: 1s}", f"daemon.sweep_intervall: {UNKNOWN}"),
-        ("redis: {embedded: {port: 1}}", f"redis.embedded.port: {UNKNOWN}"),
+        ("redis: {embedded: {socket: x}}", f"redis.embedded.socket: {UNKNOWN}"),
         ("daemon: {sweep_interval_ms: 1000}", f"daemon.sweep_interval_ms: {UNKNOWN}"),
         ("redis: {socket_timeout_ms: 5}", f"redis.socket_timeout_ms: {UNKNOWN}"),
         ("processors: {log: {type: log, timeout_ms: 5}}", f"processors.log.timeout_ms: {UNKNOWN}"),

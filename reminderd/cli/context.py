@@ -27,6 +27,7 @@ from reminderd.config.model import Settings
 from reminderd.errors import RedisUnavailableError
 from reminderd.storage.connection import REDIS_DOWN, make_client, mask_url, unreachable
 from reminderd.storage.embedded import connect_or_start
+from reminderd.storage.embedded_access import Access
 from reminderd.storage.embedded_setup import state_dir
 
 __all__ = ["Command", "Ctx", "mask_url", "open_client", "with_client"]
@@ -37,7 +38,9 @@ async def _resolve_url(settings: Settings, stack: AsyncExitStack, config: str) -
     cfg = settings.redis
     if cfg.url != "embedded":
         return cfg.url
-    opened = connect_or_start(state_dir(cfg.embedded), cfg.embedded.binary, create=False)
+    opened = connect_or_start(
+        state_dir(cfg.embedded), cfg.embedded.binary, create=False, access=Access.of(cfg)
+    )
     try:
         return await stack.enter_async_context(opened)
     except RedisUnavailableError as exc:

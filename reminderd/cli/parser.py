@@ -9,6 +9,7 @@ from typing import Any
 from reminderd import __version__
 from reminderd.cli.context import with_client
 from reminderd.cli.ops import cmd_check_config, cmd_dead_list, cmd_dead_purge, cmd_dead_replay, cmd_status
+from reminderd.cli.raw import cmd_redis_cli
 from reminderd.cli.schedule import cmd_cancel, cmd_list, cmd_reschedule, cmd_schedule, cmd_show
 from reminderd.models import Misfire
 
@@ -23,6 +24,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dead list": with_client(cmd_dead_list),
     "dead replay": with_client(cmd_dead_replay),
     "dead purge": with_client(cmd_dead_purge),
+    "redis-cli": with_client(cmd_redis_cli),
 }
 
 
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     _list_parser(sub, common)
     _add(sub, "status", "status", common, help="health report (exit 4: no daemon, 5: backlog)")
     _dead_parser(sub, common)
+    raw = _add(sub, "redis-cli", "redis-cli", common, help="send one raw command to reminderd's Redis")
+    raw.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARG ...]")
     return parser
 
 

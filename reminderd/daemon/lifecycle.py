@@ -101,9 +101,7 @@ class Daemon:
         cfg = self.settings.redis
         if cfg.url != "embedded":
             return cfg.url
-        embedded = await stack.enter_async_context(
-            EmbeddedRedis(Path(cfg.embedded.dir) if cfg.embedded.dir else None, cfg.embedded.binary)
-        )
+        embedded = await stack.enter_async_context(EmbeddedRedis.for_settings(cfg))
         log.info("redis.embedded", url=embedded.url, pid=embedded.pid)
         return embedded.url
 

@@ -1,8 +1,9 @@
 """A private redis-server for single-host installs (``redis.url: embedded``).
 
-The server listens only on a unix socket in the state directory (no TCP port, socket
-mode 700), persists with an append-only file fsynced every second, emits expired events
-and never evicts. One process owns it: the one holding an ``flock`` on ``redis.lock``.
+The server listens on a unix socket in the state directory (mode 700), and on a loopback
+TCP port only when configured (``reminderd.storage.embedded_access``), persists with an
+append-only file fsynced every second, emits expired events and never evicts. One process
+owns it: the one holding an ``flock`` on ``redis.lock``.
 
 - The daemon uses ``EmbeddedRedis(dir)`` (``exclusive=True``): it waits for the lock,
   starts the server, restarts it if it dies and stops it on exit.
@@ -31,7 +32,9 @@ from types import TracebackType
 
 import structlog
 
+from reminderd.config.model import RedisSettings
 from reminderd.errors import ConfigError, RedisUnavailableError
+from reminderd.storage.embedded_access import Access
 from reminderd.storage.embedded_setup import (
     LOCK_NAME,
     LOG_NAME,
@@ -45,6 +48,8 @@ from reminderd.storage.embedded_setup import (
     ping,
     server_args,
     socket_path,
+    state_dir,
+    stop_orphan,
     try_flock,
     unix_url,
 )
@@ -86,6 +91,14 @@ class EmbeddedRedis:
         self._proc: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self.restarts = 0
+        self.access = Access()  # socket only, no password: what tests and the plain constructor get
+
+    @classmethod
+    def for_settings(cls, settings: RedisSettings, *, exclusive: bool = True) -> EmbeddedRedis:
+        """The server ``redis.embedded`` describes, with its TCP listener and password if set."""
+        server = cls(state_dir(settings.embedded), settings.embedded.binary, exclusive=exclusive)
+        server.access = Access.of(settings)
+        return server
 
     @property
     def socket(self) -> Path:
@@ -118,7 +131,7 @@ class EmbeddedRedis:
                 server = find_server(self._binary)
                 log.info("redis.embedded.server", server=str(server))
                 binary = server.path
-                await self._stop_orphan(path)
+                await stop_orphan(path, self.access, self._stop_timeout_s)
                 await self._spawn(binary)
             except BaseException:
                 self._release_lock()
@@ -182,36 +195,27 @@ class EmbeddedRedis:
             os.close(self._lock_fd)  # closing the last descriptor drops the flock
             self._lock_fd = None
 
-    async def _stop_orphan(self, path: Path) -> None:
-        """Shut down a server left behind by a previous owner that was killed."""
-        if not await ping(path):
-            return
-        log.warning("redis.embedded.orphan_found", socket=str(path))
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(5):
-                reader, writer = await asyncio.open_unix_connection(str(path))
-                writer.write(b"SHUTDOWN\r\n")
-                await reader.read()  # the server closes the connection as it exits
-                writer.close()
-        deadline = time.monotonic() + self._stop_timeout_s
-        while await ping(path):
-            if time.monotonic() > deadline:
-                raise RedisUnavailableError(f"an orphaned redis-server on {path} did not shut down")
-            await asyncio.sleep(0.05)
-        log.warning("redis.embedded.orphan_stopped", socket=str(path))
-
     async def _spawn(self, binary: str) -> None:
         """Start the child in its own session (a terminal's Ctrl-C must not kill it mid-drain)."""
         out = self._open(LOG_NAME, os.O_WRONLY | os.O_APPEND)
         try:  # fatal errors before the logfile is open go to stderr: keep them in the log too
             self._proc = await asyncio.create_subprocess_exec(
-                binary, *server_args(self.dir), stdin=asyncio.subprocess.DEVNULL,
+                binary, *server_args(self.dir, self.access), stdin=asyncio.subprocess.PIPE,
                 stdout=out, stderr=out, start_new_session=True, **child_options(self.dir),
             )  # fmt: skip
         finally:
             os.close(out)
+        await self._feed_config(self._proc)
         await self._wait_for_ping(self.socket, self._proc)
         log.info("redis.embedded.started", pid=self._proc.pid, socket=str(self.socket))
+
+    async def _feed_config(self, proc: asyncio.subprocess.Process) -> None:
+        """Send the config lines that must not appear on the command line, then end stdin."""
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):  # a server that died at once is reported by the ping wait
+            proc.stdin.write((self.access.config_text() or "").encode())
+            await proc.stdin.drain()
+        proc.stdin.close()
 
     async def _wait_for_ping(self, path: Path, proc: asyncio.subprocess.Process | None) -> None:
         deadline = time.monotonic() + self._start_timeout_s
@@ -271,6 +275,7 @@ async def connect_or_start(
     *,
     start_timeout_s: float = 30.0,
     create: bool = True,
+    access: Access | None = None,
 ) -> AsyncIterator[str]:
     """The URL of the running embedded server, starting one for the block if none runs.
 
@@ -279,6 +284,7 @@ async def connect_or_start(
     daemon reads.
     """
     embedded = EmbeddedRedis(state_dir, binary, exclusive=False, start_timeout_s=start_timeout_s)
+    embedded.access = access or embedded.access
     if not create and not holds_data(embedded.dir) and not await ping(embedded.socket):
         raise RedisUnavailableError(
             f"no embedded Redis in {embedded.dir}: no daemon runs there and it holds no data yet; "

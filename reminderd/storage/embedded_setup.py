@@ -16,17 +16,25 @@ import fcntl
 import functools
 import os
 import socket
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from reminderd.config.model import EmbeddedSettings
-from reminderd.errors import ConfigError
+from reminderd.errors import ConfigError, RedisUnavailableError
+from reminderd.storage.embedded_access import Access
 from reminderd.storage.server_binary import find_server
+
+log = structlog.get_logger("reminderd.storage.embedded")
 
 SOCKET_NAME = "redis.sock"
 LOG_NAME = "redis.log"
 LOCK_NAME = "redis.lock"
+# A server that wants a password answers PING with -NOAUTH: up and serving, like +PONG.
+ANSWERS = (b"+PONG", b"-NOAUTH")
 MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
 # systemd's notify, watchdog and socket-activation variables are the daemon's, not the server's
 _CHILD_ENV_DROP = (
@@ -114,7 +122,7 @@ def _ping_sync(path: Path, timeout_s: float) -> bool:
             sock.settimeout(timeout_s)
             sock.connect(str(path))
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith(ANSWERS)
     except OSError:
         return False
 
@@ -126,7 +134,7 @@ async def ping(path: Path, timeout_s: float = 1.0) -> bool:
             reader, writer = await asyncio.open_unix_connection(str(path))
             try:
                 writer.write(b"PING\r\n")
-                return (await reader.readline()).startswith(b"+PONG")
+                return (await reader.readline()).startswith(ANSWERS)
             finally:
                 writer.close()
                 with contextlib.suppress(OSError):
@@ -135,16 +143,42 @@ async def ping(path: Path, timeout_s: float = 1.0) -> bool:
         return False
 
 
+async def stop_orphan(path: Path, access: Access, stop_timeout_s: float) -> None:
+    """Shut down a server left behind by a previous owner that was killed (SHUTDOWN fsyncs its AOF)."""
+    if not await ping(path):
+        return
+    log.warning("redis.embedded.orphan_found", socket=str(path))
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(5):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            writer.write(access.auth_command() + b"SHUTDOWN\r\n")
+            await reader.read()  # the server closes the connection as it exits
+            writer.close()
+    deadline = time.monotonic() + stop_timeout_s
+    while await ping(path):
+        if time.monotonic() > deadline:
+            raise RedisUnavailableError(f"an orphaned redis-server on {path} did not shut down")
+        await asyncio.sleep(0.05)
+    log.warning("redis.embedded.orphan_stopped", socket=str(path))
+
+
 def embedded_url(state_dir: Path | None = None, timeout_s: float = 1.0) -> str | None:
     """URL of the embedded server running in ``state_dir``, or None if none answers."""
     path = socket_path(state_dir or default_dir())
     return unix_url(path) if _ping_sync(path, timeout_s) else None
 
 
-def server_args(state_dir: Path) -> list[str]:
-    """redis-server arguments: unix socket only, AOF every second, expired events, no eviction."""
+def server_args(state_dir: Path, access: Access | None = None) -> list[str]:
+    """Server arguments: the socket (plus any TCP port), AOF every second, expired events, no eviction.
+
+    With a password the first argument is ``-``: the server reads its config lines, the
+    password among them, from stdin (``Access.config_text``) before the arguments.
+    """
+    access = access or Access()
+    stdin = ["-"] if access.config_text() else []
     return [
-        "--port", "0",
+        *stdin,
+        *access.args(),
         "--unixsocket", str(socket_path(state_dir)),
         "--unixsocketperm", "700",
         "--dir", str(state_dir.absolute()),
