@@ -293,6 +293,20 @@ BAD_INPUT = [
         "--in: invalid duration '10q': expected e.g. 500ms, 30s, 5m, 24h, 7d",
     ),
     (["schedule", "send_message-1-x", "--in=-5s"], "--in: duration '-5s' must not be negative"),
+    (["schedule", "send_message-1-x", "--in", "-5s"], "--in: duration '-5s' must not be negative"),
+    (["schedule", "send_message-1-x", "--every", "-1h"], "--every: duration '-1h' must not be negative"),
+    (
+        ["schedule", "send_message-1-x", "--every", "1ms"],
+        "every 1ms is shorter than the minimum interval 1s (limits.min_interval)",
+    ),
+    (
+        ["schedule", "send_message-1-x", "--in", "1s", "--payload", '{"a":' * 10_000 + "1" + "}" * 10_000],
+        "payload nests more than 32 levels (limits.payload_max_depth)",
+    ),
+    (
+        ["schedule", "send_message-1-x", "--in", "1s", "--payload", '{"a":' * 40 + "1" + "}" * 40],
+        "payload nests more than 32 levels (limits.payload_max_depth)",
+    ),
     (["schedule", "send_message-1-x", "--every", "0s"], "every must be at least 1ms"),
     (
         ["schedule", "send_message-1-x", "--every", "often"],

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from reminderd.api.payloads import check_interval, checked_payload
 from reminderd.config.model import Settings
 from reminderd.core.recurrence import first_due_ms, validate_schedule
 from reminderd.core.schedules import Cron, Every, Once, Schedule
@@ -24,7 +25,8 @@ from reminderd.core.trigger_keys import Rejection, format_key, parse_key
 from reminderd.errors import KeyNameError, NotFoundError, ScheduleError
 from reminderd.models import Misfire, Reminder
 from reminderd.storage.names import Names
-from reminderd.storage.store import ScheduleRequest, Store, encode_payload, key_of
+from reminderd.storage.records import decode_payload
+from reminderd.storage.store import ScheduleRequest, Store, key_of
 
 Instant = datetime | int  # aware datetime, or epoch milliseconds
 Span = timedelta | int  # timedelta, or milliseconds
@@ -127,24 +129,39 @@ class AsyncReminders:
         name = self.key_for(key, user, type, rule)
         req = await self._request(name, payload, when, misfire, only_if_absent)
         occ = await self.store.schedule(req)
-        return None if occ is None else await self.get(name)
+        return None if occ is None else self._written(req, occ)
 
     async def _request(
         self, name: str, payload: Any, when: When, misfire: Misfire | None, only_if_absent: bool
     ) -> ScheduleRequest:
-        encoded = encode_payload({} if payload is None else payload, self.settings.limits.payload_max_bytes)
+        encoded = checked_payload(payload, self.settings.limits)
         schedule, due = resolve(when, await self.store.now_ms())
+        check_interval(schedule, self.settings.limits)
         return ScheduleRequest(name, due, schedule, encoded, misfire, only_if_absent)
+
+    def _written(self, req: ScheduleRequest, occurrence: int) -> Reminder:
+        """The reminder as the script wrote it, never re-read: a daemon may fire it at once.
+
+        Reading it back afterwards would report a one-shot that already fired as absent.
+        """
+        return self._fill(
+            Reminder(
+                key=req.key, rule="", user_id="", type="", payload=decode_payload(req.payload_json),
+                schedule=req.schedule, due_at_ms=req.due_at_ms, occurrence=occurrence, attempt=0,
+                misfire=req.misfire or Misfire.FIRE_ONCE,
+            )
+        )  # fmt: skip
 
     async def schedule_many(self, items: Iterable[tuple[str, Mapping[str, Any] | None, When]]) -> int:
         """Bulk-schedule ``(key, payload, when)`` items with pipelined scripts; how many written."""
         now = await self.store.now_ms()
-        limit = self.settings.limits.payload_max_bytes
+        limits = self.settings.limits
         reqs = []
         for name, payload, when in items:
             self.key_for(name, None, None, None)
             schedule, due = resolve(when, now)
-            reqs.append(ScheduleRequest(name, due, schedule, encode_payload(payload or {}, limit)))
+            check_interval(schedule, limits)
+            reqs.append(ScheduleRequest(name, due, schedule, checked_payload(payload, limits)))
         return await self.store.schedule_many(reqs)
 
     async def reschedule(
@@ -156,11 +173,9 @@ class AsyncReminders:
             raise NotFoundError(f"no reminder {key!r}")
         new_payload = current.payload if payload is None else payload
         req = await self._request(key, new_payload, when, await self._own_misfire(key), False)
-        await self.store.schedule(req)
-        result = await self.get(key)
-        if result is None:  # cancelled in between
-            raise NotFoundError(f"no reminder {key!r}")
-        return result
+        occ = await self.store.schedule(req)
+        assert occ is not None  # only_if_absent is off: the script always writes
+        return self._written(req, occ)
 
     async def _own_misfire(self, key: str) -> Misfire | None:
         """The reminder's own misfire policy; None when it follows its rule's default.

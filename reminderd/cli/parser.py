@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reminderd import __version__
@@ -26,6 +27,27 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dead purge": with_client(cmd_dead_purge),
     "redis-cli": with_client(cmd_redis_cli),
 }
+
+
+# Options whose value may start with "-": argparse would take "--in -5s" for two options.
+_VALUE_OPTIONS = frozenset({"--in", "--at", "--every", "--due-before"})
+
+
+def attach_values(argv: Sequence[str]) -> list[str]:
+    """``--in -5s`` as ``--in=-5s``, so a negative value meets its own message, not a usage dump.
+
+    Everything after ``redis-cli`` is a raw Redis command and left as it is.
+    """
+    out: list[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "redis-cli":
+            return [*out, arg, *rest]
+        if arg in _VALUE_OPTIONS and rest and re.match(r"-\d", rest[0]):
+            arg = f"{arg}={rest.pop(0)}"
+        out.append(arg)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -164,6 +164,8 @@ class LimitSettings(Strict):
     """Bounds on what producers may store."""
 
     payload_max_bytes: Int = Field(16_384, ge=2, le=16 * 1024 * 1024)
+    payload_max_depth: Int = Field(32, ge=1, le=500)
+    min_interval_ms: PositiveMs = Field(1000, alias="min_interval")
 
 
 class LoggingSettings(Strict):
