@@ -529,3 +529,19 @@ def test_run_with_missing_config_exits_2(cli: Cli, tmp_path: Path) -> None:
     res = cli.sub("run", "-c", str(tmp_path / "absent.yaml"))
     assert res.code == 2
     assert f"{tmp_path / 'absent.yaml'}: config file not found" in res.out + res.err
+
+
+def test_show_and_list_mask_payloads_unless_revealed(cli: Cli) -> None:
+    """show and list, as text and JSON, mask phone numbers and secret-named fields; --reveal shows them."""
+    payload = '{"to": "+4915123456789", "password": "hunter2"}'
+    wrote = cli("schedule", "send_message-1-x", "--in", "1h", "--payload", payload, "--json")
+    assert wrote.code == 0, wrote.err
+    masked = {"to": "+4915*******89", "password": "***"}
+    assert wrote.json()["payload"] == masked  # type: ignore[index]
+    assert cli("show", "send_message-1-x", "--json").json()["payload"] == masked  # type: ignore[index]
+    assert cli("list", "--json").json()[0]["payload"] == masked  # type: ignore[index]
+    text = cli("show", "send_message-1-x").out
+    assert "+4915*******89" in text
+    assert "hunter2" not in text
+    revealed = cli("show", "send_message-1-x", "--json", "--reveal").json()
+    assert revealed["payload"] == {"to": "+4915123456789", "password": "hunter2"}  # type: ignore[index]

@@ -84,6 +84,10 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
         "--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
         help="machine-readable output",
     )  # fmt: skip
+    common.add_argument(
+        "--reveal", action="store_true", default=argparse.SUPPRESS if suppress else False,
+        help="show payloads unmasked (phone numbers and secret-named fields are masked otherwise)",
+    )  # fmt: skip
     return common
 
 
