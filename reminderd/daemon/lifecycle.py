@@ -38,7 +38,7 @@ from reminderd.pipeline.intake import Sweeper
 from reminderd.pipeline.recovery import Maintenance
 from reminderd.pipeline.subscriber import Listener
 from reminderd.processors.base import ProcessorContext
-from reminderd.storage.connection import db_of, make_client
+from reminderd.storage.connection import UnreachableNotice, db_of, make_client
 from reminderd.storage.embedded import EmbeddedRedis
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
@@ -83,7 +83,7 @@ class Daemon:
             stack.push_async_callback(subscriber.aclose)
             http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
             stack.push_async_callback(http.aclose)
-            if not await self._wait_for_redis(storage):
+            if not await self._wait_for_redis(storage, UnreachableNotice(url)):
                 return 0
             ctx = ProcessorContext(storage, http, self.names, structlog.get_logger("reminderd.processor"))
             runtime = build_runtime(self.settings, ctx)
@@ -105,7 +105,7 @@ class Daemon:
         log.info("redis.embedded", url=embedded.url, pid=embedded.pid)
         return embedded.url
 
-    async def _wait_for_redis(self, storage: aioredis.Redis) -> bool:
+    async def _wait_for_redis(self, storage: aioredis.Redis, notice: UnreachableNotice) -> bool:
         """Retry until Redis answers (or we are told to stop): systemd may start us first."""
         delay_s = 0.2
         while not self.stop.is_set():
@@ -114,7 +114,8 @@ class Daemon:
                 self.health.redis_reachable = True
                 return True
             except (RedisError, OSError) as exc:
-                log.warning("redis.unavailable", error=str(exc), retry_in_s=delay_s)
+                if notice.due(time.monotonic()):  # the URL and what to check: once, then every minute
+                    log.warning("redis.unavailable", **notice.fields(exc), retry_in_s=delay_s)
                 self.notifier.status(f"waiting for Redis: {exc}")  # why the unit is not active yet
                 try:
                     await asyncio.wait_for(self.stop.wait(), delay_s)

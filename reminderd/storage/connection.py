@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -94,3 +95,33 @@ def reason_of(exc: BaseException) -> str:
 def unreachable(url: str, exc: BaseException) -> RedisUnavailableError:
     """The error raised when ``url`` cannot be reached; the message is the one line shown."""
     return RedisUnavailableError(f"cannot reach Redis at {mask_url(url)}: {reason_of(exc)}")
+
+
+UNREACHABLE_HINT = (
+    "check redis.url (or $REMINDERD_REDIS_URL): that a server runs there, accepts connections "
+    "from this host, and takes redis.username/redis.password"
+)
+
+
+@dataclass(slots=True)
+class UnreachableNotice:
+    """When a daemon that cannot reach Redis says so: at the first failure, then once a minute.
+
+    A retry every few seconds is right for reconnecting, wrong for the log: the operator
+    needs the URL and what to check once, and then a reminder that it is still so.
+    """
+
+    url: str
+    every_s: float = 60.0
+    last_s: float | None = None
+
+    def due(self, now_s: float) -> bool:
+        """True if a line is owed at ``now_s`` (monotonic seconds); remembers that it was."""
+        if self.last_s is not None and now_s - self.last_s < self.every_s:
+            return False
+        self.last_s = now_s
+        return True
+
+    def fields(self, exc: BaseException) -> dict[str, str]:
+        """The log line's fields: the masked URL, the reason in a few words, what to check."""
+        return {"url": mask_url(self.url), "error": reason_of(exc), "check": UNREACHABLE_HINT}

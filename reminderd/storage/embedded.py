@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+_LOCK_NOTE = "another process owns this embedded Redis: waiting for it to stop (exit 3 after timeout_s)"
 
 
 class EmbeddedRedis:
@@ -164,15 +165,19 @@ class EmbeddedRedis:
                 if not self._exclusive:
                     os.close(fd)
                     return False
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 if time.monotonic() > deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                     raise RedisUnavailableError(
                         f"the embedded Redis in {self.dir} is owned by another process (pid {holder}); "
                         "stop it, or give this daemon its own redis.embedded.dir"
                     )
-                if not waited:
+                if not waited:  # one line, before the wait: an operator must not think it hangs
                     waited = True
-                    log.info("redis.embedded.lock_wait", dir=str(self.dir), timeout_s=self._lock_timeout_s)
+                    log.warning(
+                        "redis.embedded.lock_wait", dir=str(self.dir), owner_pid=holder,
+                        timeout_s=self._lock_timeout_s,
+                        note=_LOCK_NOTE,
+                    )  # fmt: skip
                 await asyncio.sleep(0.05)
         except BaseException:
             os.close(fd)
