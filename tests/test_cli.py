@@ -436,7 +436,7 @@ def test_config_error_exits_2(cli: Cli, tmp_path: Path) -> None:
     assert res.code == 2
     assert res.err == (
         f"reminderd: {bad}: daemon.sweep_intervall: "
-        "unknown key (check the spelling; see config/reminderd.yaml)\n"
+        "unknown key (check the spelling; see docs/config-reference.md)\n"
     )
     two = tmp_path / "two.yaml"
     two.write_text("daemon:\n  sweep_intervall: 1s\n  lease: soon\n")
@@ -545,3 +545,15 @@ def test_show_and_list_mask_payloads_unless_revealed(cli: Cli) -> None:
     assert "hunter2" not in text
     revealed = cli("show", "send_message-1-x", "--json", "--reveal").json()
     assert revealed["payload"] == {"to": "+4915123456789", "password": "hunter2"}  # type: ignore[index]
+
+
+def test_whitespace_in_keys_follows_the_documented_rule(cli: Cli) -> None:
+    """A space inside a part is kept; whitespace at a part's edge or a tab is refused with exit 2."""
+    inner = cli("schedule", "send_message-42-da ily", "--in", "1h", "--json")
+    assert inner.code == 0, inner.err
+    assert (inner.json()["user_id"], inner.json()["type"]) == ("42", "da ily")  # type: ignore[index]
+    edge = cli("schedule", "send_message-42-daily ", "--in", "1h")
+    assert (edge.code, edge.err) == (
+        2, "reminderd: invalid key 'send_message-42-daily ': type has leading or trailing whitespace\n"
+    )  # fmt: skip
+    assert cli("schedule", "send_message-42-da\tily", "--in", "1h").code == 2

@@ -15,7 +15,7 @@ from reminderd.errors import ConfigError
 from reminderd.models import Misfire
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "reminderd.yaml"
-UNKNOWN = "unknown key (check the spelling; see config/reminderd.yaml)"
+UNKNOWN = "unknown key (check the spelling; see docs/config-reference.md)"
 KINDS = "log, plugin, sms, stream, webhook"
 
 

@@ -146,7 +146,7 @@ def _format_errors(source: str, exc: ValidationError) -> str:
 def _message(kind: str, msg: str, ctx: dict[str, Any]) -> str:
     kinds = ", ".join(sorted(_KINDS))
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see config/reminderd.yaml)"
+        return "unknown key (check the spelling; see docs/config-reference.md)"
     if kind == "union_tag_invalid":
         return f"unknown processor type {ctx.get('tag')!r} (expected one of: {kinds})"
     if kind == "union_tag_not_found":
