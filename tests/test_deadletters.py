@@ -26,7 +26,7 @@ cli = test_cli.cli  # the same CLI runner fixture
 
 
 def dead_letter(
-    url: str, key: str, *, every_ms: int | None = None, payload: dict[str, int] | None = None
+    url: str, key: str, *, every_ms: int | None = None, payload: dict[str, object] | None = None
 ) -> str:
     """Schedule ``key`` due now, claim it and fail it for good (as the pipeline does); the entry id."""
 
@@ -198,3 +198,15 @@ def test_dead_letters_count(redis_url: str) -> None:
             await client.aclose()
 
     assert asyncio.run(go()) == 1
+
+
+def test_dead_list_masks_phone_numbers_and_secrets_unless_revealed(cli: Cli) -> None:
+    """dead list, as text and JSON, masks phone numbers and secret-named payload fields unless --reveal."""
+    dead_letter(cli.url, "send_message-1-a", payload={"to": "+4915123456789", "password": "hunter2"})
+    shown = cli("dead", "list", "--json").json()
+    assert isinstance(shown, list)
+    assert shown[0]["payload"] == {"to": "+4915*******89", "password": "***"}
+    assert "+4915123456789" not in cli("dead", "list").out
+    revealed = cli("dead", "list", "--json", "--reveal").json()
+    assert isinstance(revealed, list)
+    assert revealed[0]["payload"] == {"to": "+4915123456789", "password": "hunter2"}

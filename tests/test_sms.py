@@ -503,7 +503,7 @@ def test_valid_sms_config_loads_and_hides_the_token(monkeypatch: pytest.MonkeyPa
         (TWILIO + "timeout: 5s", "processors.sms: timeout must be longer than request_timeout plus "
          "rate_limit.max_wait (5000 ms + 0 ms)"),
         (TWILIO + "sender: x",
-         "processors.sms.sender: unknown key (check the spelling; see config/reminderd.yaml)"),
+         "processors.sms.sender: unknown key (check the spelling; see docs/config-reference.md)"),
         ("generic: {url: 'http://x/send', body: {t: '{token}'}}\ntemplates: {default: x}",
          "processors.sms.generic: generic: templates use {token} but 'token' is not set"),
         ("generic: {url: 'http://x/send?to={to}', method: GET, body: {t: x}}\ntemplates: {default: x}",

@@ -4,6 +4,7 @@
 the modules behind it may move.
 """
 
-from reminderd.api.reminders import AsyncReminders, Reminders, When
+from reminderd.api.reminders import AsyncReminders, When
+from reminderd.api.sync import Reminders
 
 __all__ = ["AsyncReminders", "Reminders", "When"]

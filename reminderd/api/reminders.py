@@ -1,4 +1,6 @@
-"""The Python API: schedule, reschedule, cancel, get and list reminders (asyncio and sync).
+"""The Python API: schedule, reschedule, cancel, get and list reminders (asyncio).
+
+The synchronous facade is ``reminderd.api.sync.Reminders``.
 
 Scheduling a key that already has a reminder replaces it atomically (payload, schedule,
 due time; its occurrence numbering continues so idempotency keys never repeat);
@@ -8,7 +10,6 @@ due time; its occurrence numbering continues so idempotency keys never repeat);
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from reminderd.api.payloads import check_interval, checked_payload
 from reminderd.config.model import Settings
 from reminderd.core.recurrence import first_due_ms, validate_schedule
 from reminderd.core.schedules import Cron, Every, Once, Schedule
@@ -23,8 +25,8 @@ from reminderd.core.trigger_keys import Rejection, format_key, parse_key
 from reminderd.errors import KeyNameError, NotFoundError, ScheduleError
 from reminderd.models import Misfire, Reminder
 from reminderd.storage.names import Names
-from reminderd.storage.records import RecordField
-from reminderd.storage.store import ScheduleRequest, Store, encode_payload, key_of
+from reminderd.storage.records import RecordField, decode_payload
+from reminderd.storage.store import ScheduleRequest, Store, key_of
 
 Instant = datetime | int  # aware datetime, or epoch milliseconds
 Span = timedelta | int  # timedelta, or milliseconds
@@ -125,24 +127,39 @@ class AsyncReminders:
         name = self.key_for(key, user, type, rule)
         req = await self._request(name, payload, when, misfire, only_if_absent)
         occ = await self.store.schedule(req)
-        return None if occ is None else await self.get(name)
+        return None if occ is None else self._written(req, occ)
 
     async def _request(
         self, name: str, payload: Any, when: When, misfire: Misfire | None, only_if_absent: bool
     ) -> ScheduleRequest:
-        encoded = encode_payload({} if payload is None else payload, self.settings.limits.payload_max_bytes)
+        encoded = checked_payload(payload, self.settings.limits)
         schedule, due = resolve(when, await self.store.now_ms())
+        check_interval(schedule, self.settings.limits)
         return ScheduleRequest(name, due, schedule, encoded, misfire, only_if_absent)
+
+    def _written(self, req: ScheduleRequest, occurrence: int) -> Reminder:
+        """The reminder as the script wrote it, never re-read: a daemon may fire it at once.
+
+        Reading it back afterwards would report a one-shot that already fired as absent.
+        """
+        return self._fill(
+            Reminder(
+                key=req.key, rule="", user_id="", type="", payload=decode_payload(req.payload_json),
+                schedule=req.schedule, due_at_ms=req.due_at_ms, occurrence=occurrence, attempt=0,
+                misfire=req.misfire or Misfire.FIRE_ONCE,
+            )
+        )  # fmt: skip
 
     async def schedule_many(self, items: Iterable[tuple[str, Mapping[str, Any] | None, When]]) -> int:
         """Bulk-schedule ``(key, payload, when)`` items with pipelined scripts; how many written."""
         now = await self.store.now_ms()
-        limit = self.settings.limits.payload_max_bytes
+        limits = self.settings.limits
         reqs = []
         for name, payload, when in items:
             self.key_for(name, None, None, None)
             schedule, due = resolve(when, now)
-            reqs.append(ScheduleRequest(name, due, schedule, encode_payload(payload or {}, limit)))
+            check_interval(schedule, limits)
+            reqs.append(ScheduleRequest(name, due, schedule, checked_payload(payload, limits)))
         return await self.store.schedule_many(reqs)
 
     async def reschedule(
@@ -154,11 +171,9 @@ class AsyncReminders:
             raise NotFoundError(f"no reminder {key!r}")
         new_payload = current.payload if payload is None else payload
         req = await self._request(key, new_payload, when, await self._own_misfire(key), False)
-        await self.store.schedule(req)
-        result = await self.get(key)
-        if result is None:  # cancelled in between
-            raise NotFoundError(f"no reminder {key!r}")
-        return result
+        occ = await self.store.schedule(req)
+        assert occ is not None  # only_if_absent is off: the script always writes
+        return self._written(req, occ)
 
     async def _own_misfire(self, key: str) -> Misfire | None:
         """The reminder's own misfire policy; None when it follows its rule's default.
@@ -223,49 +238,3 @@ class AsyncReminders:
             and (type_ is None or parsed.type == type_)
             and (rule is None or parsed.rule == rule)
         )
-
-
-class Reminders:
-    """Synchronous facade over ``AsyncReminders`` for scripts and non-async services."""
-
-    def __init__(self, url: str, settings: Settings) -> None:
-        from reminderd.storage.connection import make_client
-
-        self._runner = asyncio.Runner()
-        self._client = make_client(settings.redis, url)
-        self._api = AsyncReminders(self._client, settings)
-
-    def __enter__(self) -> Reminders:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection pool and the private event loop."""
-        self._runner.run(self._client.aclose())
-        self._runner.close()
-
-    def schedule(self, key: str | None = None, **kwargs: Any) -> Reminder | None:
-        """See ``AsyncReminders.schedule``."""
-        return self._runner.run(self._api.schedule(key, **kwargs))
-
-    def schedule_many(self, items: Iterable[tuple[str, Mapping[str, Any] | None, When]]) -> int:
-        """See ``AsyncReminders.schedule_many``."""
-        return self._runner.run(self._api.schedule_many(items))
-
-    def reschedule(self, key: str, **kwargs: Any) -> Reminder:
-        """See ``AsyncReminders.reschedule``."""
-        return self._runner.run(self._api.reschedule(key, **kwargs))
-
-    def cancel(self, key: str) -> bool:
-        """See ``AsyncReminders.cancel``."""
-        return self._runner.run(self._api.cancel(key))
-
-    def get(self, key: str) -> Reminder | None:
-        """See ``AsyncReminders.get``."""
-        return self._runner.run(self._api.get(key))
-
-    def list(self, **kwargs: Any) -> list[Reminder]:
-        """See ``AsyncReminders.list``."""
-        return self._runner.run(self._api.list(**kwargs))

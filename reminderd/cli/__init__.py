@@ -19,7 +19,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from reminderd.cli.ops import cmd_run
-from reminderd.cli.parser import build_parser
+from reminderd.cli.parser import attach_values, build_parser
 from reminderd.errors import ReminderdError
 from reminderd.telemetry.logs import mask_secrets
 
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command and return its exit code (errors mapped here)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(attach_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if args.command == "run":

@@ -3,16 +3,15 @@
 ``redis.url: embedded`` reuses the daemon's running private server, or starts one for
 the duration of the command (``reminderd.storage.embedded.connect_or_start``), so a reminder
 scheduled while the daemon is down is written to the server's AOF and found at the next
-start. Every failure to reach Redis, at connect time or halfway through a command,
-becomes ``RedisUnavailableError`` naming the URL with its password masked.
+start; a state directory where no daemon ever ran is an error naming it and the config.
+Every failure to reach Redis, at connect time or halfway through a command, becomes
+``RedisUnavailableError`` naming the URL with its password masked.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -23,38 +22,29 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reminderd.api.reminders import AsyncReminders
-from reminderd.config import load_config
+from reminderd.config import load_config, resolve_path
 from reminderd.config.model import Settings
 from reminderd.core.pii import mask_url
 from reminderd.errors import RedisUnavailableError
-from reminderd.storage.connection import REDIS_DOWN, make_client, resolve_url
+from reminderd.storage.connection import REDIS_DOWN, make_client, resolve_url, unreachable
+
+__all__ = ["Command", "Ctx", "mask_url", "open_client", "with_client"]
 
 
-def reason_of(exc: BaseException) -> str:
-    """The root cause of a connection failure in a few words (``Connection refused``)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TimeoutError | RedisTimeoutError):
-            return "timed out"
-        if isinstance(current, OSError) and current.errno is not None and current.errno in errno.errorcode:
-            return os.strerror(current.errno)
-        current = current.__cause__ or current.__context__
-    text = str(exc).strip()
-    return text or type(exc).__name__
-
-
-def unreachable(url: str, exc: BaseException) -> RedisUnavailableError:
-    """The error raised when ``url`` cannot be reached; the message is the one line shown."""
-    return RedisUnavailableError(f"cannot reach Redis at {mask_url(url)}: {reason_of(exc)}")
+def config_source(cli_value: str | None) -> str:
+    """Which config file a command read, as said in its messages."""
+    path, named = resolve_path(cli_value)
+    return str(path.absolute()) if named or path.exists() else "none found, built-in defaults"
 
 
 @asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+async def open_client(settings: Settings, config: str = "") -> AsyncIterator[aioredis.Redis]:
     """A pinged storage client for the block; closed (and any embedded server stopped) after."""
     async with AsyncExitStack() as stack:
-        url = await resolve_url(settings.redis, stack, own=False)
+        try:
+            url = await resolve_url(settings.redis, stack, own=False)
+        except RedisUnavailableError as exc:
+            raise RedisUnavailableError(f"{exc} (config: {config})") from exc
         client = make_client(settings.redis, url)
         stack.push_async_callback(client.aclose)
         try:
@@ -91,7 +81,7 @@ def with_client(command: Command) -> Callable[[argparse.Namespace], int]:
         settings = load_config(args.config)
 
         async def go() -> int:
-            async with open_client(settings) as client:
+            async with open_client(settings, config_source(args.config)) as client:
                 return await command(Ctx(args, settings, client, AsyncReminders(client, settings)))
 
         return asyncio.run(go())

@@ -10,7 +10,7 @@ from reminderd.api.status import collect, format_instant
 from reminderd.api.status import render as render_status
 from reminderd.api.status import to_json as status_json
 from reminderd.cli.context import Ctx
-from reminderd.cli.render import emit, short, table
+from reminderd.cli.render import emit, masked, short, table
 from reminderd.config import describe, load_config, resolve_path
 from reminderd.core.pii import mask_url
 from reminderd.errors import InputError
@@ -58,12 +58,13 @@ async def cmd_dead_list(ctx: Ctx) -> int:
     dead = DeadLetters(ctx.client, Names(ctx.settings.namespace))
     found = await dead.newest(ctx.args.limit)
     if ctx.args.json:
-        emit([{**asdict(d), "payload": dict(d.payload), "processors": list(d.processors)} for d in found])
+        letters = [{**asdict(d), "payload": dict(d.payload), "processors": list(d.processors)} for d in found]
+        emit([{**x, **masked({k: x[k] for k in ("payload", "error")}, ctx.args.reveal)} for x in letters])
         return 0
     header = ("ID", "KEY", "OCC", "REASON", "ATTEMPTS", "PENDING", "DEAD AT", "ERROR")
     rows = [
         (d.id, d.key, str(d.occurrence), d.reason, str(d.attempts), ",".join(d.processors) or "-",
-         format_instant(d.dead_at_ms), short(d.error))
+         format_instant(d.dead_at_ms), short(masked(d.error, ctx.args.reveal)))
         for d in found
     ]  # fmt: skip
     print("\n".join(table(header, rows)) if rows else "no dead letters")

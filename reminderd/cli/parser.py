@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reminderd import __version__
 from reminderd.cli.context import with_client
 from reminderd.cli.ops import cmd_check_config, cmd_dead_list, cmd_dead_purge, cmd_dead_replay, cmd_status
+from reminderd.cli.raw import cmd_redis_cli
 from reminderd.cli.schedule import cmd_cancel, cmd_list, cmd_reschedule, cmd_schedule, cmd_show
 from reminderd.models import Misfire
 
@@ -23,7 +25,29 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dead list": with_client(cmd_dead_list),
     "dead replay": with_client(cmd_dead_replay),
     "dead purge": with_client(cmd_dead_purge),
+    "redis-cli": with_client(cmd_redis_cli),
 }
+
+
+# Options whose value may start with "-": argparse would take "--in -5s" for two options.
+_VALUE_OPTIONS = frozenset({"--in", "--at", "--every", "--due-before"})
+
+
+def attach_values(argv: Sequence[str]) -> list[str]:
+    """``--in -5s`` as ``--in=-5s``, so a negative value meets its own message, not a usage dump.
+
+    Everything after ``redis-cli`` is a raw Redis command and left as it is.
+    """
+    out: list[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "redis-cli":
+            return [*out, arg, *rest]
+        if arg in _VALUE_OPTIONS and rest and re.match(r"-\d", rest[0]):
+            arg = f"{arg}={rest.pop(0)}"
+        out.append(arg)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     _list_parser(sub, common)
     _add(sub, "status", "status", common, help="health report (exit 4: no daemon, 5: backlog)")
     _dead_parser(sub, common)
+    raw = _add(sub, "redis-cli", "redis-cli", common, help="send one raw command to reminderd's Redis")
+    raw.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARG ...]")
     return parser
 
 
@@ -52,11 +78,15 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c", "--config", metavar="FILE", default=default,
-        help="config file (default: $REMINDERD_CONFIG, else config/reminderd.yaml)",
+        help="config file (default: $REMINDERD_CONFIG, config/reminderd.yaml, /etc/reminderd/reminderd.yaml)",
     )  # fmt: skip
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
         help="machine-readable output",
+    )  # fmt: skip
+    common.add_argument(
+        "--reveal", action="store_true", default=argparse.SUPPRESS if suppress else False,
+        help="show payloads unmasked (phone numbers and secret-named fields are masked otherwise)",
     )  # fmt: skip
     return common
 

@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from reminderd.api.status import align, format_instant, format_span, format_when
+from reminderd.core.pii import mask_pii
 from reminderd.core.recurrence import describe_next
 from reminderd.core.schedules import describe_schedule, is_recurring, schedule_to_json
 from reminderd.models import Reminder
+from reminderd.telemetry.logs import mask_secrets
+
+
+def masked(data: Any, reveal: bool) -> Any:
+    """``data`` with secret-named fields and phone numbers masked, as in every log line.
+
+    Payloads carry personal data; a terminal or a pasted ``--json`` output is no safer
+    than a log. ``--reveal`` shows them as stored.
+    """
+    if reveal:
+        return data
+    return mask_pii(None, "", mask_secrets(None, "", {"data": data}))["data"]
+
+
+def for_display(rem: Reminder, reveal: bool) -> Reminder:
+    """The reminder with its payload masked unless ``reveal``."""
+    return rem if reveal else replace(rem, payload=masked(dict(rem.payload), reveal))
 
 
 def emit(data: Any) -> None:

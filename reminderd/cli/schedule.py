@@ -5,7 +5,15 @@ from __future__ import annotations
 from reminderd.api.status import format_instant, format_relative
 from reminderd.cli.context import Ctx
 from reminderd.cli.options import at_ms, payload_from_args, when_from_args
-from reminderd.cli.render import detail_rows, emit, print_rows, reminder_json, summary_rows, table
+from reminderd.cli.render import (
+    detail_rows,
+    emit,
+    for_display,
+    print_rows,
+    reminder_json,
+    summary_rows,
+    table,
+)
 from reminderd.core.schedules import describe_schedule
 from reminderd.errors import InputError, NotFoundError
 from reminderd.models import Misfire, Reminder
@@ -27,6 +35,7 @@ async def cmd_schedule(ctx: Ctx) -> int:
     if rem is None:
         emit({"key": key, "written": False}) if a.json else print(f"{key}: exists, left unchanged")
         return 0
+    rem = for_display(rem, a.reveal)
     if a.json:
         emit({**reminder_json(rem, now_ms), "written": True})
     else:
@@ -39,7 +48,7 @@ async def cmd_reschedule(ctx: Ctx) -> int:
     a = ctx.args
     key = ctx.api.key_for(a.key, None, None, None)
     when = when_from_args(a, await ctx.now_ms())
-    rem = await ctx.api.reschedule(key, when=when, payload=payload_from_args(a))
+    rem = for_display(await ctx.api.reschedule(key, when=when, payload=payload_from_args(a)), a.reveal)
     now_ms = await ctx.now_ms()
     emit(reminder_json(rem, now_ms)) if a.json else print_rows(summary_rows(rem, now_ms))
     return 0
@@ -60,6 +69,7 @@ async def cmd_show(ctx: Ctx) -> int:
     rem = await ctx.api.get(key)
     now_ms = await ctx.now_ms()
     if rem is not None:
+        rem = for_display(rem, ctx.args.reveal)
         emit(reminder_json(rem, now_ms)) if ctx.args.json else print_rows(detail_rows(rem, now_ms))
         return 0
     pttl_ms = int(await ctx.client.pttl(key))
@@ -86,7 +96,7 @@ async def cmd_list(ctx: Ctx) -> int:
     before = None if a.due_before is None else at_ms(a.due_before, now_ms, "UTC", "--due-before")
     found = await ctx.api.list(due_before=before, user=a.user, type=a.type, rule=a.rule, limit=a.limit)
     if a.json:
-        emit([reminder_json(rem, now_ms) for rem in found])
+        emit([reminder_json(for_display(rem, a.reveal), now_ms) for rem in found])
     else:
         print(_list_table(found, now_ms))
     return 0

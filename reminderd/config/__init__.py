@@ -5,6 +5,11 @@ String values may use ``${NAME}`` / ``${NAME:-default}`` (environment),
 (a systemd credential from ``$CREDENTIALS_DIRECTORY``). Interpolation happens on the
 parsed values, never on the YAML text, so a variable cannot inject structure.
 ``REMINDERD_REDIS_URL`` overrides ``redis.url``.
+
+The file is ``-c``, else ``$REMINDERD_CONFIG``, else the first of ``./config/reminderd.yaml``
+and ``/etc/reminderd/reminderd.yaml`` that exists, else the built-in defaults. A relative
+``redis.embedded.dir`` is relative to the file's directory, never to the working directory,
+so every command that reads the same file finds the same embedded Redis.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from reminderd.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PATH",
+    "SYSTEM_PATH",
     "RetrySettings",
     "RuleSettings",
     "Settings",
@@ -32,6 +38,7 @@ __all__ = [
 ]
 
 DEFAULT_PATH = Path("config/reminderd.yaml")
+SYSTEM_PATH = Path("/etc/reminderd/reminderd.yaml")  # where a host install keeps it (sudo drops env)
 _KINDS = frozenset({"log", "webhook", "stream", "sms", "plugin"})
 _VAR = re.compile(r"\$\{([^}]*)\}")
 
@@ -43,7 +50,7 @@ def resolve_path(cli_value: str | None) -> tuple[Path, bool]:
     env = os.environ.get("REMINDERD_CONFIG")
     if env:
         return Path(env), True
-    return DEFAULT_PATH, False
+    return next((p for p in (DEFAULT_PATH, SYSTEM_PATH) if p.exists()), DEFAULT_PATH), False
 
 
 def load_config(path: str | Path | None = None, *, required: bool | None = None) -> Settings:
@@ -58,11 +65,14 @@ def load_config(path: str | Path | None = None, *, required: bool | None = None)
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from exc
-    return load_config_text(text, str(file))
+    return load_config_text(text, str(file), base=file.absolute().parent)
 
 
-def load_config_text(text: str, source: str = "<string>") -> Settings:
-    """Validate YAML text (for SIGHUP dry runs and tests); empty text means defaults."""
+def load_config_text(text: str, source: str = "<string>", *, base: Path | None = None) -> Settings:
+    """Validate YAML text (for SIGHUP dry runs and tests); empty text means defaults.
+
+    ``base`` is the directory a relative ``redis.embedded.dir`` is taken from (the file's).
+    """
     try:
         stream = io.StringIO(text)
         stream.name = source  # so YAML's own marks name the file, not "<unicode string>"
@@ -73,7 +83,7 @@ def load_config_text(text: str, source: str = "<string>") -> Settings:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    return _validate(raw, source)
+    return _validate(raw, source, base)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -96,8 +106,18 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _validate(raw: dict[str, Any], source: str) -> Settings:
+def _anchor_state_dir(data: dict[str, Any], base: Path | None) -> None:
+    """Make a relative ``redis.embedded.dir`` relative to the config file, not the cwd."""
+    embedded = (data.get("redis") or {}).get("embedded") if isinstance(data.get("redis"), dict) else None
+    if base is None or not isinstance(embedded, dict) or not isinstance(embedded.get("dir"), str):
+        return
+    if embedded["dir"] and not Path(embedded["dir"]).is_absolute():
+        embedded["dir"] = str(base / embedded["dir"])
+
+
+def _validate(raw: dict[str, Any], source: str, base: Path | None = None) -> Settings:
     data = _interpolate(raw, source, ())
+    _anchor_state_dir(data, base)
     url = os.environ.get("REMINDERD_REDIS_URL")
     if url:
         redis_section = data.setdefault("redis", {})
@@ -126,7 +146,7 @@ def _format_errors(source: str, exc: ValidationError) -> str:
 def _message(kind: str, msg: str, ctx: dict[str, Any]) -> str:
     kinds = ", ".join(sorted(_KINDS))
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see config/reminderd.yaml)"
+        return "unknown key (check the spelling; see docs/config-reference.md)"
     if kind == "union_tag_invalid":
         return f"unknown processor type {ctx.get('tag')!r} (expected one of: {kinds})"
     if kind == "union_tag_not_found":

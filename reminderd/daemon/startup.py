@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from reminderd.pipeline.subscriber import Subscriber
+from reminderd.storage.connection import UnreachableNotice
 from reminderd.storage.names import Names
 from reminderd.storage.server import NotifyState, doctor, ensure_notifications, prove_events
 from reminderd.telemetry.health import Health
@@ -25,9 +27,16 @@ FIRST_RETRY_S, MAX_RETRY_S = 0.2, 10.0
 
 
 async def wait_for_redis(
-    storage: aioredis.Redis, stop: asyncio.Event, health: Health, notifier: Notifier
+    storage: aioredis.Redis,
+    stop: asyncio.Event,
+    health: Health,
+    notifier: Notifier,
+    notice: UnreachableNotice,
 ) -> bool:
-    """Retry until Redis answers (True) or ``stop`` is set (False): systemd may start us first."""
+    """Retry until Redis answers (True) or ``stop`` is set (False): systemd may start us first.
+
+    The URL and what to check are logged at the first failure, then once a minute (``notice``).
+    """
     delay_s = FIRST_RETRY_S
     while not stop.is_set():
         try:
@@ -35,7 +44,8 @@ async def wait_for_redis(
             health.redis_reachable = True
             return True
         except (RedisError, OSError) as exc:
-            log.warning("redis.unavailable", error=str(exc), retry_in_s=delay_s)
+            if notice.due(time.monotonic()):
+                log.warning("redis.unavailable", **notice.fields(exc), retry_in_s=delay_s)
             notifier.status(f"waiting for Redis: {exc}")  # why the unit is not active yet
             try:
                 await asyncio.wait_for(stop.wait(), delay_s)

@@ -7,8 +7,10 @@ reuse it.
 
 from __future__ import annotations
 
+import errno
+import os
 from contextlib import AsyncExitStack
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -19,7 +21,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reminderd.config.model import RedisSettings
+from reminderd.core.pii import mask_url
+from reminderd.errors import RedisUnavailableError
 from reminderd.storage.embedded import EmbeddedRedis, connect_or_start
+from reminderd.storage.embedded_access import Access
+from reminderd.storage.embedded_setup import state_dir
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 log = structlog.get_logger(__name__)
@@ -67,12 +73,65 @@ def db_of(client: aioredis.Redis) -> int:
 async def resolve_url(settings: RedisSettings, stack: AsyncExitStack, *, own: bool) -> str:
     """The URL to connect to: ``redis.url``, or for ``embedded`` the private server, entered
     into ``stack``. ``own`` (the daemon) starts and supervises it; otherwise (CLI, API) the
-    running one is reused, or one started for the life of ``stack``."""
+    running one is reused, or one started for the life of ``stack`` where it holds data: a
+    command never quietly starts a new, empty Redis that no daemon reads."""
     if settings.url != "embedded":
         return settings.url
-    state_dir = Path(settings.embedded.dir) if settings.embedded.dir else None
     if not own:
-        return await stack.enter_async_context(connect_or_start(state_dir, settings.embedded.binary))
-    server = await stack.enter_async_context(EmbeddedRedis(state_dir, settings.embedded.binary))
+        opened = connect_or_start(
+            state_dir(settings.embedded), settings.embedded.binary, create=False, access=Access.of(settings)
+        )
+        return await stack.enter_async_context(opened)
+    server = await stack.enter_async_context(EmbeddedRedis.for_settings(settings))
     log.info("redis.embedded", url=server.url, pid=server.pid)
     return server.url
+
+
+def reason_of(exc: BaseException) -> str:
+    """The root cause of a connection failure in a few words (``Connection refused``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | RedisTimeoutError):
+            return "timed out"
+        if isinstance(current, OSError) and current.errno is not None and current.errno in errno.errorcode:
+            return os.strerror(current.errno)
+        current = current.__cause__ or current.__context__
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def unreachable(url: str, exc: BaseException) -> RedisUnavailableError:
+    """The error raised when ``url`` cannot be reached; the message is the one line shown."""
+    return RedisUnavailableError(f"cannot reach Redis at {mask_url(url)}: {reason_of(exc)}")
+
+
+UNREACHABLE_HINT = (
+    "check redis.url (or $REMINDERD_REDIS_URL): that a server runs there, accepts connections "
+    "from this host, and takes redis.username/redis.password"
+)
+
+
+@dataclass(slots=True)
+class UnreachableNotice:
+    """When a daemon that cannot reach Redis says so: at the first failure, then once a minute.
+
+    A retry every few seconds is right for reconnecting, wrong for the log: the operator
+    needs the URL and what to check once, and then a reminder that it is still so.
+    """
+
+    url: str
+    every_s: float = 60.0
+    last_s: float | None = None
+
+    def due(self, now_s: float) -> bool:
+        """True if a line is owed at ``now_s`` (monotonic seconds); remembers that it was."""
+        if self.last_s is not None and now_s - self.last_s < self.every_s:
+            return False
+        self.last_s = now_s
+        return True
+
+    def fields(self, exc: BaseException) -> dict[str, str]:
+        """The log line's fields: the masked URL, the reason in a few words, what to check."""
+        return {"url": mask_url(self.url), "error": reason_of(exc), "check": UNREACHABLE_HINT}

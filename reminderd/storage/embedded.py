@@ -1,15 +1,17 @@
 """A private redis-server for single-host installs (``redis.url: embedded``).
 
-The server listens only on a unix socket in the state directory (no TCP port, socket
-mode 700), persists with an append-only file fsynced every second, emits expired events
-and never evicts. One process owns it: the one holding an ``flock`` on ``redis.lock``.
+The server listens on a unix socket in the state directory (mode 700), and on a loopback
+TCP port only when configured (``reminderd.storage.embedded_access``), persists with an
+append-only file fsynced every second, emits expired events and never evicts. One process
+owns it: the one holding an ``flock`` on ``redis.lock``.
 
 - The daemon uses ``EmbeddedRedis(dir)`` (``exclusive=True``): it waits for the lock,
   starts the server, restarts it if it dies and stops it on exit.
-- The CLI uses ``connect_or_start(dir)``: it reuses the daemon's running server, or, if
-  no one owns it, starts one for the duration of the command. A reminder scheduled while
-  the daemon is down is thus written to the AOF and found at the next start. (A daemon
-  starting meanwhile waits for the command to finish, then takes over.)
+- The CLI uses ``connect_or_start(dir, create=False)``: it reuses the daemon's running
+  server, or, if no one owns it but a daemon has run there before, starts one for the
+  duration of the command. A reminder scheduled while the daemon is down is thus written
+  to the AOF and found at the next start. (A daemon starting meanwhile waits for the
+  command to finish, then takes over.) A directory no server ever ran in is refused.
 
 The lock dies with its holder, but a server started by a holder killed with SIGKILL may
 outlive it; the next owner shuts such an orphan down (which fsyncs its AOF) and starts
@@ -20,31 +22,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import structlog
 
+from reminderd.config.model import RedisSettings
 from reminderd.errors import ConfigError, RedisUnavailableError
+from reminderd.storage.embedded_access import Access
 from reminderd.storage.embedded_setup import (
+    LOCK_NAME,
     LOG_NAME,
+    Timeouts,
     child_options,
     default_dir,
     dir_owner_if_root,
     embedded_url,
     find_redis_server,
+    holds_data,
+    log_tail,
     ping,
     server_args,
     socket_path,
+    state_dir,
+    stop_orphan,
+    try_flock,
     unix_url,
 )
+from reminderd.storage.server_binary import find_server
 
 # The lookup helpers from reminderd.storage.embedded_setup are re-exported under this module's name.
 __all__ = [
@@ -58,25 +68,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-LOCK_NAME = "redis.lock"
-
-
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """How long to wait for the server to answer, to stop, and for the owner's lock."""
-
-    start_s: float = 30.0
-    stop_s: float = 10.0
-    lock_s: float = 10.0
+_LOCK_NOTE = "another process owns this embedded Redis: waiting for it to stop (exit 3 after timeout_s)"
 
 
 class EmbeddedRedis:
@@ -100,6 +92,14 @@ class EmbeddedRedis:
         self._proc: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self.restarts = 0
+        self.access = Access()  # socket only, no password: what tests and the plain constructor get
+
+    @classmethod
+    def for_settings(cls, settings: RedisSettings, *, exclusive: bool = True) -> EmbeddedRedis:
+        """The server ``redis.embedded`` describes, with its TCP listener and password if set."""
+        server = cls(state_dir(settings.embedded), settings.embedded.binary, exclusive=exclusive)
+        server.access = Access.of(settings)
+        return server
 
     @property
     def socket(self) -> Path:
@@ -129,8 +129,10 @@ class EmbeddedRedis:
             raise ConfigError(f"redis.embedded.dir: cannot create {str(self.dir)!r}: {exc.strerror}") from exc
         if await self._acquire_lock():
             try:
-                binary = find_redis_server(self._binary)
-                await self._stop_orphan(path)
+                server = find_server(self._binary)
+                log.info("redis.embedded.server", server=str(server))
+                binary = server.path
+                await stop_orphan(path, self.access, self._stop_timeout_s)
                 await self._spawn(binary)
             except BaseException:
                 self._release_lock()
@@ -159,19 +161,23 @@ class EmbeddedRedis:
         fd = self._open(LOCK_NAME, os.O_RDWR)
         try:
             deadline, waited = time.monotonic() + self._lock_timeout_s, False
-            while not _try_flock(fd):
+            while not try_flock(fd):
                 if not self._exclusive:
                     os.close(fd)
                     return False
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 if time.monotonic() > deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                     raise RedisUnavailableError(
                         f"the embedded Redis in {self.dir} is owned by another process (pid {holder}); "
                         "stop it, or give this daemon its own redis.embedded.dir"
                     )
-                if not waited:
+                if not waited:  # one line, before the wait: an operator must not think it hangs
                     waited = True
-                    log.info("redis.embedded.lock_wait", dir=str(self.dir), timeout_s=self._lock_timeout_s)
+                    log.warning(
+                        "redis.embedded.lock_wait", dir=str(self.dir), owner_pid=holder,
+                        timeout_s=self._lock_timeout_s,
+                        note=_LOCK_NOTE,
+                    )  # fmt: skip
                 await asyncio.sleep(0.05)
         except BaseException:
             os.close(fd)
@@ -194,48 +200,39 @@ class EmbeddedRedis:
             os.close(self._lock_fd)  # closing the last descriptor drops the flock
             self._lock_fd = None
 
-    async def _stop_orphan(self, path: Path) -> None:
-        """Shut down a server left behind by a previous owner that was killed."""
-        if not await ping(path):
-            return
-        log.warning("redis.embedded.orphan_found", socket=str(path))
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(5):
-                reader, writer = await asyncio.open_unix_connection(str(path))
-                writer.write(b"SHUTDOWN\r\n")
-                await reader.read()  # the server closes the connection as it exits
-                writer.close()
-        deadline = time.monotonic() + self._stop_timeout_s
-        while await ping(path):
-            if time.monotonic() > deadline:
-                raise RedisUnavailableError(f"an orphaned redis-server on {path} did not shut down")
-            await asyncio.sleep(0.05)
-        log.warning("redis.embedded.orphan_stopped", socket=str(path))
-
     async def _spawn(self, binary: str) -> None:
         """Start the child in its own session (a terminal's Ctrl-C must not kill it mid-drain)."""
         out = self._open(LOG_NAME, os.O_WRONLY | os.O_APPEND)
         try:  # fatal errors before the logfile is open go to stderr: keep them in the log too
             self._proc = await asyncio.create_subprocess_exec(
-                binary, *server_args(self.dir), stdin=asyncio.subprocess.DEVNULL,
+                binary, *server_args(self.dir, self.access), stdin=asyncio.subprocess.PIPE,
                 stdout=out, stderr=out, start_new_session=True, **child_options(self.dir),
             )  # fmt: skip
         finally:
             os.close(out)
+        await self._feed_config(self._proc)
         await self._wait_for_ping(self.socket, self._proc)
         log.info("redis.embedded.started", pid=self._proc.pid, socket=str(self.socket))
+
+    async def _feed_config(self, proc: asyncio.subprocess.Process) -> None:
+        """Send the config lines that must not appear on the command line, then end stdin."""
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):  # a server that died at once is reported by the ping wait
+            proc.stdin.write((self.access.config_text() or "").encode())
+            await proc.stdin.drain()
+        proc.stdin.close()
 
     async def _wait_for_ping(self, path: Path, proc: asyncio.subprocess.Process | None) -> None:
         deadline = time.monotonic() + self._start_timeout_s
         while not await ping(path):
             if proc is not None and proc.returncode is not None:
                 raise RedisUnavailableError(
-                    f"embedded redis-server exited with code {proc.returncode}: {self._log_tail()}"
+                    f"embedded redis-server exited with code {proc.returncode}: {log_tail(self.dir)}"
                 )
             if time.monotonic() > deadline:
                 raise RedisUnavailableError(
                     f"embedded redis-server on {path} did not answer within {self._start_timeout_s:g}s"
-                    + (f": {self._log_tail()}" if proc else "")
+                    + (f": {log_tail(self.dir)}" if proc else "")
                 )
             await asyncio.sleep(0.02)
 
@@ -275,19 +272,28 @@ class EmbeddedRedis:
                     proc.kill()
                 await proc.wait()
 
-    def _log_tail(self) -> str:
-        try:
-            lines = (self.dir / LOG_NAME).read_text(errors="replace").splitlines()[-5:]
-        except OSError:
-            lines = []
-        return " | ".join(lines) or "(log empty)"
-
 
 @asynccontextmanager
 async def connect_or_start(
-    state_dir: Path | None = None, binary: str | None = None, *, start_timeout_s: float = 30.0
+    state_dir: Path | None = None,
+    binary: str | None = None,
+    *,
+    start_timeout_s: float = 30.0,
+    create: bool = True,
+    access: Access | None = None,
 ) -> AsyncIterator[str]:
-    """The URL of the running embedded server, starting one for the block if none runs."""
+    """The URL of the running embedded server, starting one for the block if none runs.
+
+    With ``create=False`` (the CLI) a directory where no server runs and none ever ran is
+    an error naming it: a command must not quietly start a new, empty Redis that no
+    daemon reads.
+    """
     embedded = EmbeddedRedis(state_dir, binary, exclusive=False, timeouts=Timeouts(start_s=start_timeout_s))
+    embedded.access = access or embedded.access
+    if not create and not holds_data(embedded.dir) and not await ping(embedded.socket):
+        raise RedisUnavailableError(
+            f"no embedded Redis in {embedded.dir}: no daemon runs there and it holds no data yet; "
+            "start the daemon (reminderd run), or give this command the daemon's config (-c FILE)"
+        )
     async with embedded as server:
         yield server.url

