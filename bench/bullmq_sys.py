@@ -17,8 +17,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.model import Fire, read_fires
-from bench.system import ROOT, Item, ProcessGroup, wait_file
+from bench.system import ROOT, Item, WorkerSystem, wait_file
 
 VERSION = "6.7.0"
 IOREDIS = "6.0.0"  # BullMQ 6 takes its Redis client as an optional peer dependency
@@ -60,7 +59,7 @@ def installed_modules() -> Path:
     return modules
 
 
-class BullMQSystem:
+class BullMQSystem(WorkerSystem):
     """One BullMQ worker process; a long-lived producer process schedules on request."""
 
     name = "bullmq"
@@ -68,10 +67,8 @@ class BullMQSystem:
     reports_settle = False  # done = the worker exited after its last job
 
     def __init__(self, url: str) -> None:
-        self.url = url
         self.modules = installed_modules()
-        self.group = ProcessGroup(self.name)
-        self.out = self.group.dir / "fires.tsv"
+        super().__init__(url)
         self.producer: asyncio.subprocess.Process | None = None
 
     async def start(self, expect: int, *, wait_ready: bool = True) -> None:
@@ -111,18 +108,8 @@ class BullMQSystem:
         """The worker exits once it has run every job."""
         return self.group.all_exited()
 
-    def cpu_s(self) -> float:
-        """CPU seconds of the worker process so far (the producer's work is scheduling)."""
-        return self.group.cpu_s()
-
-    async def stop(self) -> list[Fire]:
-        """SIGTERM (if still running) and read what it recorded."""
-        await self.group.terminate()
-        return read_fires(self.out)
-
     async def close(self) -> None:
-        """Stop the worker and the producer and remove the temporary directory."""
-        await self.group.terminate()
+        """Stop the producer, then what the worker system owns."""
         if self.producer is not None and self.producer.returncode is None:
             assert self.producer.stdin is not None
             self.producer.stdin.close()
@@ -131,4 +118,4 @@ class BullMQSystem:
             except TimeoutError:
                 self.producer.kill()
                 await self.producer.wait()
-        shutil.rmtree(self.group.dir, ignore_errors=True)
+        await super().close()

@@ -9,6 +9,7 @@ import redis
 import redis.asyncio as aioredis
 
 from reminderd.storage.server_binary import find_server
+from tests.daemon_proc import DaemonProcess
 from tests.redis_server import RedisServer
 
 
@@ -56,3 +57,15 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def daemon_procs() -> Iterator[list[DaemonProcess]]:
+    """Daemon subprocesses a test started; stopped cleanly (with any embedded server) at the end."""
+    started: list[DaemonProcess] = []
+    yield started
+    for proc in started:
+        try:
+            proc.stop(30)
+        finally:
+            proc.close()

@@ -28,18 +28,6 @@ def state() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    """Daemons the test started; stopped at the end."""
-    started: list[DaemonProcess] = []
-    yield started
-    for proc in started:
-        try:
-            proc.stop(30)
-        finally:
-            proc.close()
-
-
 class SlammingPort:
     """A loopback port that accepts each connection and closes it at once, counting them."""
 
@@ -66,18 +54,18 @@ class SlammingPort:
 
 
 def test_second_run_announces_the_wait_and_exits_3(
-    tmp_path: Path, state: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, state: Path, daemon_procs: list[DaemonProcess]
 ) -> None:
     """A second daemon on the same embedded Redis says at once whom it waits for, then exits 3."""
     cfg = write_config(
         tmp_path / "cfg.yaml", "embedded", redis={"url": "embedded", "embedded": {"dir": str(state)}}
     )
     first = DaemonProcess(cfg, name="first")
-    daemons.append(first)
+    daemon_procs.append(first)
     first.start(timeout_s=30)
     assert first.proc is not None
     second = DaemonProcess(cfg, name="second")
-    daemons.append(second)
+    daemon_procs.append(second)
     second.start(wait_ready=False)
     wait = second.wait_for("redis.embedded.lock_wait", timeout_s=10)[0]
     assert (wait["level"], wait["owner_pid"], wait["dir"]) == ("warning", str(first.proc.pid), str(state))
@@ -86,13 +74,13 @@ def test_second_run_announces_the_wait_and_exits_3(
     assert f"owned by another process (pid {first.proc.pid})" in failed["error"]
 
 
-def test_run_without_redis_names_the_url_once(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+def test_run_without_redis_names_the_url_once(tmp_path: Path, daemon_procs: list[DaemonProcess]) -> None:
     """While Redis refuses it, the daemon logs the masked URL and what to check once, not every retry."""
     port = SlammingPort()
     try:
         url = f"redis://app:s3cret@127.0.0.1:{port.port}/0"
         proc = DaemonProcess(write_config(tmp_path / "cfg.yaml", url), name="away")
-        daemons.append(proc)
+        daemon_procs.append(proc)
         proc.start(wait_ready=False)
         line = proc.wait_for("redis.unavailable", timeout_s=15)[0]
         seen = port.accepted

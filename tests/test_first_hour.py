@@ -62,23 +62,11 @@ def clone() -> Iterator[Clone]:
     shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    """Daemons the test started; stopped cleanly (which stops their embedded server) at the end."""
-    started: list[DaemonProcess] = []
-    yield started
-    for proc in started:
-        try:
-            proc.stop(30)
-        finally:
-            proc.close()
-
-
-def start_daemon(clone: Clone, daemons: list[DaemonProcess]) -> DaemonProcess:
+def start_daemon(clone: Clone, daemon_procs: list[DaemonProcess]) -> DaemonProcess:
     """``reminderd run --config <clone>/config/reminderd.yaml`` in the clone's environment."""
     proc = DaemonProcess(clone.config, name="first-hour")
     proc.env = dict(clone.env)
-    daemons.append(proc)
+    daemon_procs.append(proc)
     return proc.start(timeout_s=30)
 
 
@@ -91,10 +79,10 @@ def readme_snippet() -> str:
 
 
 def test_readme_snippet_reaches_the_daemon_of_the_first_command(
-    clone: Clone, daemons: list[DaemonProcess]
+    clone: Clone, daemon_procs: list[DaemonProcess]
 ) -> None:
     """The README's snippet, run as written from the clone, schedules into the running daemon's Redis."""
-    start_daemon(clone, daemons)
+    start_daemon(clone, daemon_procs)
     ran = clone.run([sys.executable, "-c", readme_snippet()])
     assert ran.returncode == 0, ran.stderr
     assert "send_message-42-welcome" in ran.stdout
@@ -116,14 +104,14 @@ def test_snippet_without_a_daemon_says_where_it_looked(clone: Clone) -> None:
 
 
 def test_cli_from_another_directory_uses_the_config_s_state_dir(
-    clone: Clone, daemons: list[DaemonProcess], tmp_path: Path
+    clone: Clone, daemon_procs: list[DaemonProcess], tmp_path: Path
 ) -> None:
     """A relative embedded.dir is relative to the config file: daemon and CLI agree from any cwd."""
     settings = yaml.safe_load(clone.config.read_text())
     settings["redis"]["embedded"] = {"dir": "../state"}
     settings["logging"] = {"format": "json", "level": "info"}
     clone.config.write_text(yaml.safe_dump(settings))
-    start_daemon(clone, daemons)
+    start_daemon(clone, daemon_procs)
     assert (clone.state / "redis.sock").is_socket()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from reminderd.storage.store import (
     Store,
     encode_payload,
 )
+from tests.pipeline.harness import wait_for
 
 NAMES = Names("t")
 WINDOW_MS = 5_000
@@ -55,24 +55,13 @@ async def redis_now(r: aioredis.Redis) -> int:
     return int(sec) * 1000 + int(usec) // 1000
 
 
-async def poll(check: Callable[[], Awaitable[Any]], timeout_s: float = 5.0) -> Any:
-    """Call ``check`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"condition not met within {timeout_s}s")
-
-
 async def wait_past(r: aioredis.Redis, due_ms: int) -> None:
     """Wait until Redis's clock is past ``due_ms``."""
 
     async def passed() -> bool:
         return await redis_now(r) > due_ms
 
-    await poll(passed)
+    await wait_for(passed)
 
 
 async def dead_letters(r: aioredis.Redis) -> list[tuple[str, dict[str, str]]]:
@@ -207,7 +196,7 @@ async def test_schedule_publishes_wake_only_for_a_new_earliest(store: Store, r: 
         async def got() -> Any:
             return await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
 
-        msg = await poll(got)
+        msg = await wait_for(got)
         return str(msg["data"])
 
     try:
@@ -327,7 +316,7 @@ async def test_claim_again_after_lease_lapses(store: Store, r: aioredis.Redis) -
     async def reclaim() -> list[Claim]:
         return (await store.claim_due("B", limit=10, lease_ms=60_000))[1]
 
-    again = await poll(reclaim)
+    again = await wait_for(reclaim)
     assert [(c.key, c.occurrence) for c in again] == [(KEY, first[0].occurrence)]
     assert await r.get(NAMES.lock(KEY)) == "B|1"
 
