@@ -232,3 +232,25 @@ def test_stop_after_reload_closes_old_and_new_processors_once(
     d.wait_for("config.reloaded")
     assert d.stop(timeout_s=20) == 0
     assert sorted(redis_server.client().lrange("closed", 0, -1)) == [b"v1", b"v2"]
+
+
+def test_a_fire_with_the_log_processor_is_one_log_line(
+    tmp_path: Path, redis_server: RedisServer, daemons: list[DaemonProcess]
+) -> None:
+    """A reminder whose rule runs the ``log`` processor leaves exactly one line with its key."""
+    redis_server.client().flushall()
+    cfg = write_config(
+        tmp_path / "cfg.yaml",
+        redis_server.url,
+        processors={"audit": {"type": "log"}},
+        rules={"send_message": {"processors": ["audit"]}},
+    )
+    daemon = DaemonProcess(cfg).start()
+    daemons.append(daemon)
+    with api(cfg, redis_server.url) as r:
+        r.schedule("send_message-42-once", payload={"n": 1}, when=When(in_=0))
+    fired = daemon.wait_for("reminder.fired", lambda e: e.get("key") == "send_message-42-once")
+    assert fired[0]["processors"] == {"audit": "ok"}
+    assert daemon.stop() == 0
+    lines = [e for e in daemon.read() if "send_message-42-once" in json.dumps(e)]
+    assert [e["event"] for e in lines] == ["reminder.fired"]

@@ -138,32 +138,21 @@ def test_timeout_ms_for_prefers_the_processor_timeout() -> None:
 
 
 @pytest.mark.parametrize("level", ["info", "warning"])
-async def test_log_writes_one_event_without_payload(ctx: ProcessorContext, level: str) -> None:
-    """Above debug the log line carries the ids and lateness but never the payload."""
+async def test_log_adds_no_line_of_its_own(ctx: ProcessorContext, level: str) -> None:
+    """Above debug the processor logs nothing itself and adds nothing: the fire line says it all."""
     with capture_logs() as logs:
         proc = LogProcessor("audit", LogSettings.model_validate({"level": level}), ctx)
         assert await proc(make_occ()) is None
-    assert logs == [
-        {
-            "event": "reminder.processed",
-            "log_level": level,
-            "processor": "audit",
-            "key": "send_message-42-daily",
-            "user_id": "42",
-            "type": "daily",
-            "occurrence": 3,
-            "due_at_ms": 1_700_000_000_000,
-            "lateness_ms": 25,
-        }
-    ]
+    assert logs == []
 
 
-async def test_log_at_debug_includes_the_payload(ctx: ProcessorContext) -> None:
-    """At ``level: debug`` the payload is logged too."""
+async def test_log_at_debug_adds_the_payload_to_the_fire_line(ctx: ProcessorContext) -> None:
+    """At ``level: debug`` the payload travels as a detail of the fire line, not as a line of its own."""
     with capture_logs() as logs:
-        await LogProcessor("audit", LogSettings(level="debug"), ctx)(make_occ())
-    assert logs[0]["log_level"] == "debug"
-    assert logs[0]["payload"] == {"text": "drink water", "phone": "+15550001"}
+        details = await LogProcessor("audit", LogSettings(level="debug"), ctx)(make_occ())
+    assert logs == []
+    assert details is not None
+    assert json.loads(details["payload"]) == dict(make_occ().payload)
 
 
 # --- webhook: success -------------------------------------------------------------------

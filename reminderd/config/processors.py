@@ -15,10 +15,10 @@ from reminderd.config.sms import SmsSettings
 
 
 class LogSettings(Strict):
-    """Write one ``reminder.processed`` log line per occurrence (useful in development)."""
+    """The fire line is the log line; ``level: debug`` adds the payload to it."""
 
     type: Literal["log"] = "log"
-    level: Literal["debug", "info", "warning"] = "info"
+    level: Literal["debug", "info", "warning"] = "info"  # warning: as info (kept for old configs)
     timeout_ms: TimeoutMs = Field(None, alias="timeout")
 
 

@@ -1,14 +1,18 @@
-"""The ``log`` processor: one structured log line per occurrence.
+"""The ``log`` processor: the occurrence's fire line is its log line.
 
-Useful in development and as a default rule's processor. The payload is logged only at
-``level: debug``: payloads can hold personal data, and ``info`` logs are usually
-shipped and kept.
+Every fire already writes one ``reminder.fired`` line (ids, lateness, each processor's
+result); a second line per fire from this processor would only repeat it, so the
+processor writes none of its own. It is the processor for a rule that should only be
+seen in the log (development, a default rule). At ``level: debug`` it adds the payload
+to that line (as ``<name>.payload``): payloads can hold personal data, and ``info``
+logs are usually shipped and kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+import orjson
 
 from reminderd.config.processors import LogSettings
 from reminderd.models import Occurrence
@@ -16,29 +20,17 @@ from reminderd.processors.base import ProcessorContext
 
 
 class LogProcessor:
-    """Logs ``reminder.processed`` with the occurrence's ids at the configured level."""
+    """Adds the payload to the fire line at ``level: debug``; otherwise nothing to do."""
 
     def __init__(self, name: str, settings: LogSettings, ctx: ProcessorContext) -> None:
         self.name = name
-        self._level = settings.level
-        self._log = ctx.log  # not bound here: binding would freeze the logging config of today
+        self._with_payload = settings.level == "debug"
 
     async def __call__(self, occ: Occurrence) -> Mapping[str, str] | None:
-        """Write the log line; never fails."""
-        fields: dict[str, Any] = {
-            "processor": self.name,
-            "key": occ.key,
-            "user_id": occ.user_id,
-            "type": occ.type,
-            "occurrence": occ.occurrence,
-            "due_at_ms": occ.due_at_ms,
-            "lateness_ms": occ.lateness_ms,
-        }
-        if self._level == "debug":
-            fields["payload"] = dict(occ.payload)
-        method = getattr(self._log, self._level)
-        method("reminder.processed", **fields)
-        return None
+        """The details the fire line carries; never fails."""
+        if not self._with_payload:
+            return None
+        return {"payload": orjson.dumps(dict(occ.payload)).decode()}
 
     async def aclose(self) -> None:
         """Nothing to release."""
