@@ -164,6 +164,22 @@ def test_console_format_is_not_json() -> None:
         orjson.loads(text)
 
 
+def test_console_line_puts_the_key_first_and_writes_values_plainly() -> None:
+    """On a terminal the key follows the event, fields keep their order, no Python reprs, None is -."""
+    out = io.StringIO()
+    configure_logging("info", "console", stream=out)
+    get_logger().info("reminder.fired", user_id="42", key="send_message-42-daily", processors={"log": "ok"},
+                      next_due_ms=None)  # fmt: skip
+    line = out.getvalue().splitlines()[0]
+    event_at = line.index("reminder.fired")
+    assert line.index("key=send_message-42-daily") > event_at
+    assert line.index("key=") < line.index("user_id=42")
+    assert "processors={log:ok}" in line
+    assert "next_due_ms=-" in line
+    assert "{'log'" not in line
+    assert "None" not in line
+
+
 def test_bad_level_is_rejected() -> None:
     """An unknown level names the setting and the accepted values."""
     with pytest.raises(ConfigError) as info:

@@ -101,10 +101,32 @@ def _renderer(fmt: Format, stream: LogOutput) -> list[Processor]:
         return [structlog.processors.JSONRenderer(serializer=_dumps)]
     # plain tracebacks: the rich formatter would print local variables, secrets included
     return [
+        for_operators,
         structlog.dev.ConsoleRenderer(
-            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
-        )
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback, sort_keys=False
+        ),
     ]
+
+
+_FIRST = ("timestamp", "level", "event", "key")  # what an operator scans a terminal line for
+
+
+def for_operators(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """The console line's fields as an operator reads and writes them: the key right after the
+    event, the rest in the order they were logged, containers as ``{log:ok}`` / ``[a,b]``,
+    None as ``-``: no Python reprs."""
+    first = {name: event_dict.pop(name) for name in _FIRST if name in event_dict}
+    return {**first, **{name: _plain(value) for name, value in event_dict.items()}}
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return "-"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{_plain(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(_plain(v)) for v in value) + "]"
+    return value
 
 
 def _check(level: str, fmt: str) -> int:
