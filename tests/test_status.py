@@ -49,7 +49,7 @@ def test_healthy_with_live_daemon_exits_0(cli: Cli) -> None:
     assert "daemons:          1 alive" in lines
     daemon = next(line for line in lines if line.startswith("  host-1-abc:"))
     assert "testhost pid 4242, v0.1.0, up 1m5s" in daemon
-    assert "fired 7, in flight 1" in daemon
+    assert "as of its heartbeat 0s ago: last sweep 0s before, fired 7, in flight 1" in daemon
     assert "scheduled:        1" in lines
     assert "due now:          0" in lines
     assert any(line.startswith("next due:         send_message-1-x at ") for line in lines)

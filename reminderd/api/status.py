@@ -269,14 +269,17 @@ def _next_text(report: StatusReport) -> str:
 
 
 def _daemon_text(d: DaemonInfo, now_ms: int) -> str:
+    """One daemon's line; its figures are what its last heartbeat said, and the line says when."""
     parts = [f"{d.host} pid {d.pid if d.pid is not None else '?'}", f"v{d.version}"]
     if d.started_ms is not None:
         parts.append(f"up {format_span(max(0, now_ms - d.started_ms))}")
-    parts.append(f"beat {format_relative(d.beat_ms, now_ms)}")
+    figures = []
     if d.last_sweep_ms is not None:
-        parts.append(f"last sweep {format_relative(d.last_sweep_ms, now_ms)}")
+        figures.append(f"last sweep {max(0, d.beat_ms - d.last_sweep_ms) // 1000}s before")
     if d.fired is not None:
-        parts.append(f"fired {d.fired}")
+        figures.append(f"fired {d.fired}")
     if d.in_flight is not None:
-        parts.append(f"in flight {d.in_flight}")
+        figures.append(f"in flight {d.in_flight}")
+    heading = f"as of its heartbeat {max(0, now_ms - d.beat_ms) // 1000}s ago"
+    parts.append(f"{heading}: {', '.join(figures)}" if figures else heading)
     return ", ".join(parts)
