@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import subprocess
+import sys
 
 import pytest
 import redis
@@ -210,3 +214,32 @@ def test_dead_list_masks_phone_numbers_and_secrets_unless_revealed(cli: Cli) -> 
     revealed = cli("dead", "list", "--json", "--reveal").json()
     assert isinstance(revealed, list)
     assert revealed[0]["payload"] == {"to": "+4915123456789", "password": "hunter2"}
+
+
+def test_replay_all_shows_progress_on_a_terminal_only(cli: Cli) -> None:
+    """On a terminal ``dead replay --all`` draws a progress line on stderr; piped, stderr stays clean."""
+    for i in range(3):
+        dead_letter(cli.url, f"send_message-{i}-p")
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "reminderd", "dead", "replay", "--all"],
+            env=cli.env(),
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=60,
+            check=False,
+        )
+        os.set_blocking(primary, False)
+        drawn = os.read(primary, 65536).decode()
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 0
+    assert "replaying 3/3 (100%)" in drawn
+    assert "replayed 3 dead letters" in proc.stdout.decode()
+    for i in range(3):
+        dead_letter(cli.url, f"send_message-{i}-q")
+    piped = cli.sub("dead", "replay", "--all")
+    assert piped.code == 0
+    assert "replaying" not in piped.err

@@ -136,8 +136,12 @@ class DeadLetters:
 
     async def replay_all(self) -> list[Replayed]:
         """Replay every dead letter, oldest first."""
-        return [await self._replay(entry_id, fields) async for entry_id, fields in self._entries()]
+        return [replayed async for replayed in self.replay_each()]
 
+    async def replay_each(self) -> AsyncIterator[Replayed]:
+        """Replay every dead letter, oldest first, one result at a time (for progress)."""
+        async for entry_id, fields in self._entries():
+            yield await self._replay(entry_id, fields)
     async def _entries(self) -> AsyncIterator[tuple[str, dict[str, str]]]:
         """Every entry, oldest first, in pages (entries replayed meanwhile are gone already)."""
         start = "-"

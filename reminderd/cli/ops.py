@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from reminderd.api.deadletters import DeadLetters
+from reminderd.api.deadletters import DeadLetters, Replayed
 from reminderd.api.status import collect, format_instant
 from reminderd.api.status import render as render_status
 from reminderd.api.status import to_json as status_json
 from reminderd.cli.context import Ctx
+from reminderd.cli.progress import Progress
 from reminderd.cli.render import emit, masked, short, table
 from reminderd.config import describe, load_config, resolve_path
 from reminderd.core.pii import mask_url
@@ -84,7 +85,7 @@ async def cmd_dead_replay(ctx: Ctx) -> int:
     """``dead replay``: schedule dead letters again, due now."""
     entry_id = _one_or_all(ctx.args)
     dead = DeadLetters(ctx.client, Names(ctx.settings.namespace))
-    done = await dead.replay_all() if entry_id is None else [await dead.replay(entry_id)]
+    done = await _replay_all(dead) if entry_id is None else [await dead.replay(entry_id)]
     if ctx.args.json:
         emit([asdict(r) for r in done])
         return 0
@@ -94,6 +95,19 @@ async def cmd_dead_replay(ctx: Ctx) -> int:
     if entry_id is None:
         print(f"replayed {len(done)} dead letter{'' if len(done) == 1 else 's'}")
     return 0
+
+
+async def _replay_all(dead: DeadLetters) -> list[Replayed]:
+    """Every dead letter replayed, with a progress line on a terminal."""
+    progress = Progress("replaying", await dead.count())
+    done: list[Replayed] = []
+    try:
+        async for replayed in dead.replay_each():
+            done.append(replayed)
+            progress.advance()
+    finally:
+        progress.close()
+    return done
 
 
 async def cmd_dead_purge(ctx: Ctx) -> int:
