@@ -52,7 +52,7 @@ class Failover:
             change = await self.watch.changed()
             try:
                 await self.follow(change)
-            except RedisError as exc:
+            except (RedisError, TimeoutError) as exc:
                 log.error(
                     "redis.failover_unfinished",
                     reason=change.reason,

@@ -68,10 +68,11 @@ class PrimaryOnlyConnection(SentinelManagedConnection):
         try:
             reply = await self.read_response()
         except NoPermissionError:
-            return  # an ACL without ROLE: READONLY on the first write is the check left
+            reply = ["master"]  # an ACL without ROLE: READONLY on the first write is the check left
         role = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if role != "master":
             raise RedisConnectionError(f"{self.host}:{self.port} answers as a {role}, not the primary")
+        self.connection_pool.connected.set()
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         """As redis-py (a READONLY reply drops the connection), and tell the pool it happened."""
@@ -90,6 +91,7 @@ class WatchedPool(SentinelConnectionPool):
         kwargs.setdefault("connection_class", PrimaryOnlyConnection)
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self.readonly_seen = asyncio.Event()
+        self.connected = asyncio.Event()  # set by each connection that proved it reached the primary
 
 
 class BlockingWatchedPool(WatchedPool, BlockingConnectionPool):
@@ -161,21 +163,27 @@ class PrimaryWatch:
         return change
 
     async def reconnect(self, timeout_s: float) -> str:
-        """Drop every pooled connection, so the next command asks the sentinels again, and wait
-        until the primary answers (``ROLE`` checked as each connection opens); its address."""
-        for client in self.clients:
-            await client.connection_pool.disconnect(inuse_connections=True)
+        """Drop every pooled connection, so the next command asks the sentinels again; wait
+        until the first client's primary answers and every client has connected to a primary
+        again (the subscriber's pub/sub reconnects on its own); the primary's address."""
+        pools = [watched_pool(client) for client in self.clients]
+        for pool in pools:
+            pool.connected.clear()
+            await pool.disconnect(inuse_connections=True)
         deadline, delay_s = time.monotonic() + timeout_s, 0.05
         while True:
             try:
                 await self.clients[0].ping()
-                host, port = watched_pool(self.clients[0]).master_address or ("?", 0)
-                return f"{host}:{port}"
+                break
             except RedisError:
                 if time.monotonic() + delay_s > deadline:
                     raise
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 1.0)
+        for pool in pools:
+            await asyncio.wait_for(pool.connected.wait(), max(0.0, deadline - time.monotonic()))
+        host, port = pools[0].master_address or ("?", 0)
+        return f"{host}:{port}"
 
     def _announce(self, data: str) -> None:
         """``<master> <old-ip> <old-port> <new-ip> <new-port>``, from one sentinel."""

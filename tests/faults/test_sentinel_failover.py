@@ -16,7 +16,7 @@ from tests.faults import Tally, api, webhook_config
 from tests.faults.conftest import Daemons
 from tests.http_receiver import HttpReceiver
 from tests.redis_server import RedisServer
-from tests.sentinel_topology import SentinelTopology
+from tests.sentinel_topology import MASTER, SentinelTopology
 
 BEFORE, DURING = 50, 150  # reminders due before the kill, and due while the primary is down or after
 
@@ -83,6 +83,7 @@ def test_kill_primary_every_reminder_fires_once(
     # An empty index: nothing is left that could fire again.
     wait_until(lambda: new.client().zcard("reminderd:due") == 0, 10, "an empty index")
     tally.assert_exactly_once([*before, *during, "send_message-raw-after"], ["/a"])
+    assert len(proc.find("redis.primary_followed")) == 1  # three sentinels announced it: one follow
     status = subprocess.run(
         [sys.executable, "-m", "reminderd", "status", "--config", str(cfg)],
         capture_output=True,
@@ -90,3 +91,28 @@ def test_kill_primary_every_reminder_fires_once(
         timeout=30,
     )
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+@pytest.mark.slow
+def test_manual_failover_moves_the_subscriber(
+    tmp_path: Path, fresh_sentinels: SentinelTopology, receiver: HttpReceiver, daemons: Daemons
+) -> None:
+    """After SENTINEL FAILOVER (old primary alive, now a replica) raw keys fire from the new one's events."""
+    topology = fresh_sentinels
+    cfg = webhook_config(
+        tmp_path / "d.yaml",
+        topology.url(),
+        receiver,
+        processors=("a",),
+        daemon={"heartbeat_interval": "60s", "adoption_interval": "60s"},
+    )
+    proc = daemons.start(cfg)
+    with topology.sentinels[0].client() as sentinel:
+        sentinel.sentinel_failover(MASTER)
+    new = topology.wait_failover(topology.primary.port)
+    proc.wait_for("redis.primary_followed", timeout_s=15)
+    demoted = lambda: topology.primary.client().info("replication")["role"] == "slave"  # noqa: E731
+    wait_until(demoted, 15, "a demoted primary")
+    new.client().set("send_message-raw-moved", "1", px=300)  # raw: only its expired event finds it
+    Tally(receiver).wait_covered(["send_message-raw-moved"], ["/a"], 5)
+    assert len(proc.find("redis.primary_followed")) == 1  # three sentinels announced it: one follow
