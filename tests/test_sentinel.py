@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import yaml
 from redis.exceptions import RedisError
 
 from reminderd.api import AsyncReminders, Reminders, When
-from reminderd.config import load_config_text
+from reminderd.config import describe, load_config_text
 from reminderd.config.model import Settings
 from reminderd.errors import ConfigError
 from reminderd.storage.connection import make_client, resolve_url
@@ -39,6 +40,15 @@ def test_section_and_url_forms_mean_the_same() -> None:
     assert url.redis.sentinel is not None
     assert url.redis.sentinel.password == "pw"
     assert url.redis.sentinel.addresses == [("a", 1), ("b", 2)]
+
+
+def test_check_config_output_loads_back() -> None:
+    """What check-config prints for a sentinel config (url and section both) is a valid config."""
+    settings = _settings(_sentinel_yaml(["a:1", "b:2"], db=2, sentinel_password="spw"))
+    printed = describe(settings)
+    printed["redis"]["sentinel"]["sentinel_password"] = "spw"  # printed masked
+    again = load_config_text(yaml.safe_dump({"redis": printed["redis"]}))
+    assert again.redis == settings.redis
 
 
 @pytest.mark.parametrize(

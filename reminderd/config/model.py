@@ -22,7 +22,7 @@ from pydantic import (
 
 from reminderd.config.base import Strict, ZoneName
 from reminderd.config.processors import LogSettings, ProcessorSettings
-from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, parse_sentinel_url
+from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, with_sentinel_section
 from reminderd.core.durations import format_ms, parse_duration_ms
 from reminderd.core.pii import SECRET_NAME, mask_url
 from reminderd.core.schedules import Misfire
@@ -82,12 +82,7 @@ class RedisSettings(Strict):
     @classmethod
     def _sentinel_url(cls, data: Any) -> Any:
         """A ``redis+sentinel://`` URL is the ``sentinel`` section written as one string."""
-        url = data.get("url") if isinstance(data, dict) else None
-        if isinstance(url, str) and url.startswith(SENTINEL_SCHEME):
-            if data.get("sentinel") is not None:
-                raise ValueError("url and sentinel are mutually exclusive: set one of them")
-            return {**data, "sentinel": parse_sentinel_url(url)}
-        return data
+        return with_sentinel_section(data)
 
     @model_validator(mode="after")
     def _one_target(self) -> RedisSettings:

@@ -91,3 +91,33 @@ def parse_sentinel_url(url: str) -> dict[str, Any]:
         if colon:
             section["password"] = unquote(password)
     return section
+
+
+def with_sentinel_section(data: Any) -> Any:
+    """The raw ``redis`` section with a ``redis+sentinel://`` URL also given as ``sentinel``.
+
+    Both at once are an error, unless they name the same target without credentials in the
+    URL: that is what ``check-config`` prints, and pasted back it must load.
+    """
+    url = data.get("url") if isinstance(data, dict) else None
+    if not isinstance(url, str) or not url.startswith(SENTINEL_SCHEME):
+        return data
+    section, parsed = data.get("sentinel"), parse_sentinel_url(url)
+    if section is None:
+        return {**data, "sentinel": parsed}
+    if not _same_target(section, parsed):
+        raise ValueError("url and sentinel are mutually exclusive: set one of them")
+    return data
+
+
+def _same_target(section: Any, parsed: dict[str, Any]) -> bool:
+    """True if a sentinel section names what a credential-free sentinel URL names."""
+    if not isinstance(section, dict) or "username" in parsed or "password" in parsed:
+        return False
+    nodes = section.get("nodes")
+    return (
+        section.get("master") == parsed["master"]
+        and isinstance(nodes, list | tuple)
+        and list(nodes) == parsed["nodes"]
+        and section.get("db", 0) == parsed.get("db", 0)
+    )
