@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from reminderd.storage.server_binary import find_server
 from tests.daemon_proc import DaemonProcess
 from tests.redis_server import RedisServer
+from tests.sentinel_topology import SentinelTopology
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -69,3 +70,23 @@ def daemon_procs() -> Iterator[list[DaemonProcess]]:
             proc.stop(30)
         finally:
             proc.close()
+
+
+@pytest.fixture(scope="module")
+def sentinel_topology() -> Iterator[SentinelTopology]:
+    """A primary, a replica and three sentinels, shared by a module's tests that cause no failover."""
+    topology = SentinelTopology()
+    try:
+        yield topology.start()
+    finally:
+        topology.close()
+
+
+@pytest.fixture
+def fresh_sentinels() -> Iterator[SentinelTopology]:
+    """A Sentinel topology of the test's own, for tests that kill or fail over its primary."""
+    topology = SentinelTopology()
+    try:
+        yield topology.start()
+    finally:
+        topology.close()

@@ -1,9 +1,10 @@
 """The synchronous facade over ``AsyncReminders``, for scripts and non-async services.
 
 ``Reminders.from_config(path)`` reaches the Redis the daemon of that config uses, the way
-the CLI does: ``redis.url``, or with ``embedded`` the server in the config's state
-directory. It connects at once, so a Redis that is not there is one clear
-``RedisUnavailableError`` at construction, not a traceback from the first call.
+the CLI does: ``redis.url`` (a ``redis+sentinel://`` one, or ``redis.sentinel``: the
+primary the sentinels name), or with ``embedded`` the server in the config's state directory.
+It connects at once, so a Redis that is not there is one clear ``RedisUnavailableError`` at
+construction, not a traceback from the first call.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from pydantic import (
 
 from reminderd.config.base import Strict, ZoneName
 from reminderd.config.processors import LogSettings, ProcessorSettings
+from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, with_sentinel_section
 from reminderd.core.durations import format_ms, parse_duration_ms
 from reminderd.core.pii import SECRET_NAME, mask_url
 from reminderd.core.schedules import Misfire
@@ -75,6 +76,23 @@ class RedisSettings(Strict):
     max_connections: Int = Field(64, ge=2, le=10_000)
     manage_notifications: bool = True
     embedded: EmbeddedSettings = EmbeddedSettings()
+    sentinel: SentinelSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sentinel_url(cls, data: Any) -> Any:
+        """A ``redis+sentinel://`` URL is the ``sentinel`` section written as one string."""
+        return with_sentinel_section(data)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RedisSettings:
+        """With Sentinel, ``url`` becomes the canonical sentinel URL: the one name of the target."""
+        if self.sentinel is None:
+            return self
+        if "url" in self.model_fields_set and not self.url.startswith(SENTINEL_SCHEME):
+            raise ValueError("url and sentinel are mutually exclusive: set one of them")
+        object.__setattr__(self, "url", self.sentinel.url)  # frozen; this is still its validation
+        return self
 
     @model_validator(mode="after")
     def _listener_needs_a_password(self) -> RedisSettings:
@@ -88,10 +106,11 @@ class RedisSettings(Strict):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        if url != "embedded" and not url.startswith(("redis://", "rediss://", "unix://")):
+        if url != "embedded" and not url.startswith(("redis://", "rediss://", "unix://", SENTINEL_SCHEME)):
             shown = mask_url(url)
             raise ValueError(
-                f"must be 'embedded' or start with redis://, rediss:// or unix://, got {shown!r}"
+                "must be 'embedded' or start with redis://, rediss://, unix:// or redis+sentinel://, "
+                f"got {shown!r}"
             )
         return url
 

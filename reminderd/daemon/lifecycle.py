@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from reminderd.config import Settings, load_config
 from reminderd.core.pii import mask_pii
+from reminderd.daemon.failover import Failover
 from reminderd.daemon.housekeeping import Heartbeat, reapply_notifications, renewal, watchdog
 from reminderd.daemon.periodic import PeriodicLoop
 from reminderd.daemon.reload import build_runtime, close_later, close_processors, reload_runtime
@@ -45,6 +46,7 @@ from reminderd.processors.base import ProcessorContext
 from reminderd.storage.connection import UnreachableNotice, db_of, make_client, resolve_url
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
+from reminderd.storage.sentinel import PrimaryWatch
 from reminderd.storage.server import NotifyState
 from reminderd.storage.store import Store
 from reminderd.telemetry.endpoint import MetricsServer
@@ -152,6 +154,7 @@ class Daemon:
             ]
             keep.append(self._start(watchdog(self.notifier, self.health)))
             feeds += [self._start(loop) for loop in self._heartbeat(storage, p).loops(self.health)]
+            keep += self._follow_primary(storage, subscriber, p)
             await self._until_stopped()
             left = await self._drain(p, feeds, keep)
         self._tg = None
@@ -169,6 +172,16 @@ class Daemon:
             storage, self.names, self.me, self.ctx, p.intake, p.recovery,
             self.notifier, self.notify_state, p.hints,
         )  # fmt: skip
+
+    def _follow_primary(self, storage: aioredis.Redis, subscriber: aioredis.Redis, p: Pipeline) -> Tasks:
+        """Under Sentinel: listen for a new primary and follow it (``reminderd.daemon.failover``)."""
+        if self.settings.redis.sentinel is None or self._tg is None:
+            return []
+        watch = PrimaryWatch(self.settings.redis.sentinel, [storage, subscriber])
+        follow = Failover(
+            watch, storage, self.ctx, self.notify_state, p.hints, p.recovery, p.subscriber.subscribed
+        )
+        return [self._tg.create_task(watch.run(), name="sentinels"), self._tg.create_task(follow.run())]
 
     async def _drain(self, p: Pipeline, feeds: Tasks, keep: Tasks) -> int:
         """Stop taking work, finish (or give up on) what is in flight, then stop the rest."""

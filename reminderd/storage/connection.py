@@ -2,7 +2,8 @@
 
 ``redis.url: embedded`` resolves to the unix socket of the private server in the state
 directory (see ``reminderd.storage.embedded``); the daemon starts that server, the CLI and API
-reuse it.
+reuse it. A ``redis+sentinel://`` URL (``redis.sentinel``) reaches the primary the sentinels
+name (``reminderd.storage.sentinel``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reminderd.config.model import RedisSettings
+from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, parse_sentinel_url
 from reminderd.core.pii import mask_url
 from reminderd.errors import RedisUnavailableError
 from reminderd.storage.embedded import EmbeddedRedis, connect_or_start
 from reminderd.storage.embedded_access import Access
 from reminderd.storage.embedded_setup import state_dir
+from reminderd.storage.sentinel import sentinel_client
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 log = structlog.get_logger(__name__)
@@ -59,10 +62,21 @@ def make_client(settings: RedisSettings, url: str, *, subscriber: bool = False) 
     instead of failing: a burst of concurrent processors must queue, not error.
     """
     kwargs = client_kwargs(settings, subscriber=subscriber)
+    if url.startswith(SENTINEL_SCHEME):
+        spec, timeout_s = sentinel_spec(settings, url), settings.socket_timeout_ms / 1000
+        return sentinel_client(spec, kwargs, subscriber=subscriber, timeout_s=timeout_s)
     if subscriber:
         return aioredis.Redis.from_url(url, **kwargs)
     pool = aioredis.BlockingConnectionPool.from_url(url, timeout=settings.socket_timeout_ms / 1000, **kwargs)
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
+
+
+def sentinel_spec(settings: RedisSettings, url: str) -> SentinelSettings:
+    """The sentinel settings of ``url``: the configured ones (with their credentials) if it is
+    their URL, else what the URL itself says (``Reminders("redis+sentinel://...", settings)``)."""
+    if settings.sentinel is not None and settings.sentinel.url == url:
+        return settings.sentinel
+    return SentinelSettings.model_validate(parse_sentinel_url(url))
 
 
 def db_of(client: aioredis.Redis) -> int:
@@ -108,8 +122,8 @@ def unreachable(url: str, exc: BaseException) -> RedisUnavailableError:
 
 
 UNREACHABLE_HINT = (
-    "check redis.url (or $REMINDERD_REDIS_URL): that a server runs there, accepts connections "
-    "from this host, and takes redis.username/redis.password"
+    "check redis.url (or $REMINDERD_REDIS_URL) or redis.sentinel: that a server runs there, "
+    "accepts connections from this host, and takes redis.username/redis.password"
 )
 
 
