@@ -142,6 +142,7 @@ class DeadLetters:
         """Replay every dead letter, oldest first, one result at a time (for progress)."""
         async for entry_id, fields in self._entries():
             yield await self._replay(entry_id, fields)
+
     async def _entries(self) -> AsyncIterator[tuple[str, dict[str, str]]]:
         """Every entry, oldest first, in pages (entries replayed meanwhile are gone already)."""
         start = "-"
