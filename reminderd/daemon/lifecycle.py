@@ -43,7 +43,7 @@ from reminderd.storage.connection import db_of, make_client
 from reminderd.storage.embedded import EmbeddedRedis
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
-from reminderd.storage.server import NotifyState, doctor, ensure_notifications, prove_events
+from reminderd.storage.server import NotifyState, doctor, ensure_notifications, prove_events, required_flags
 from reminderd.storage.store import Store
 from reminderd.telemetry.logs import configure_logging
 from reminderd.telemetry.metrics import Health, Metrics, MetricsServer
@@ -153,6 +153,7 @@ class Daemon:
                 tg.create_task(intake.run_events(), name="events"),
                 tg.create_task(watchdog(self.notifier, self.health), name="watchdog"),
                 tg.create_task(self._reapply_on_reconnect(storage, hints), name="reapply"),
+                tg.create_task(recovery.run_gap_passes(hints), name="gaps"),
             ]
             jobs.start()
             self._schedule_jobs(jobs, storage, intake, recovery, hints)
@@ -177,7 +178,7 @@ class Daemon:
         except TimeoutError:
             log.warning("redis.subscribe_slow", note="continuing; the sweep delivers regardless")
         self.notify_state = await ensure_notifications(
-            storage, manage=self.ctx.settings.redis.manage_notifications
+            storage, manage=self.ctx.settings.redis.manage_notifications, required=self._required_flags()
         )
         self.notify_state.warnings = await doctor(storage)
         await self._canary(storage, subscriber)
@@ -219,6 +220,9 @@ class Daemon:
             except RedisError as exc:
                 log.warning("redis.notifications_reapply_failed", error=str(exc))
 
+    def _required_flags(self) -> str:
+        return required_flags(self.ctx.settings.daemon.raw_key_events)
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
@@ -226,7 +230,8 @@ class Daemon:
 
     async def _reapply_notifications(self, storage: aioredis.Redis) -> None:
         """Merge the flags again and keep what the heartbeat reports in step."""
-        fresh = await ensure_notifications(storage, manage=self.ctx.settings.redis.manage_notifications)
+        manage = self.ctx.settings.redis.manage_notifications
+        fresh = await ensure_notifications(storage, manage=manage, required=self._required_flags())
         self.notify_state.flags, self.notify_state.ok = fresh.flags, fresh.ok
 
     def _schedule_jobs(

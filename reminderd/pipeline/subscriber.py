@@ -1,10 +1,17 @@
-"""The subscriber: expired events and wake-ups, read fast and left as hints for intake.
+"""The subscriber: key events and wake-ups, read fast and left as hints for intake.
 
 It never processes anything itself, so a burst of expirations cannot back up into
 Redis's pubsub output buffer and get this connection cut. redis-py re-subscribes
 silently after a dropped connection; a second confirmation for a channel is how we
-notice, and every re-subscription asks for an immediate sweep (events may have been
-lost while the connection was down). Everything it learns goes into ``Hints``.
+notice, and every re-subscription asks for an immediate sweep and a full adoption pass
+(events may have been lost while the connection was down). Everything it learns goes
+into ``Hints``.
+
+With ``daemon.raw_key_events`` it listens on the keyspace channels of the rule prefixes
+(``__keyspace@<db>__:<prefix>-*``, flag K): Redis filters by prefix, so the daemon hears
+only of trigger keys (and its canaries), and each message names the event: ``expire`` (a
+key written with a TTL, or its TTL moved), ``del``, ``expired``. Without it, only
+``__keyevent@<db>__:expired``.
 """
 
 from __future__ import annotations
@@ -19,17 +26,18 @@ from redis.exceptions import RedisError
 from reminderd.core.trigger_keys import Rejection, parse_key
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.runtime import Context
-from reminderd.storage.names import expired_channel
+from reminderd.storage.names import expired_channel, glob_pattern, keyspace_prefix, trigger_pattern
 
 log = structlog.get_logger("reminderd.pipeline.subscriber")
 
 
 class Subscriber:
-    """Subscribes to ``__keyevent@<db>__:expired`` and the namespace's wake channel."""
+    """Subscribes to the key events of the rule prefixes and the namespace's wake channel."""
 
     def __init__(self, client: aioredis.Redis, db: int, ctx: Context, hints: Hints) -> None:
         self.client = client
         self.channel = expired_channel(db)
+        self.keyspace = keyspace_prefix(db)
         self.names = ctx.store.names
         self.ctx = ctx
         self.hints = hints
@@ -53,39 +61,61 @@ class Subscriber:
             else:
                 delay_s = 0.1
 
+    def _patterns(self) -> list[str]:
+        """The keyspace patterns: every rule prefix's trigger keys, and the canaries."""
+        if not self.ctx.settings.daemon.raw_key_events:
+            return []
+        rules = [trigger_pattern(p) for p in self.ctx.settings.prefixes]
+        return [self.keyspace + g for g in (*rules, glob_pattern(self.names.canary_prefix))]
+
     async def _listen(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=False)
         confirmed: set[str] = set()
+        patterns = self._patterns()
+        expected = {self.names.wake, *(patterns or [self.channel])}
         try:
-            await pubsub.subscribe(self.channel, self.names.wake)
+            if patterns:
+                await pubsub.psubscribe(*patterns)
+            await pubsub.subscribe(*(expected - set(patterns)))
             while True:
                 msg = await pubsub.get_message(timeout=None)
                 if msg is not None:
-                    self._dispatch(msg, confirmed)
+                    self._dispatch(msg, confirmed, expected)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def _dispatch(self, msg: dict[str, Any], confirmed: set[str]) -> None:
+    def _dispatch(self, msg: dict[str, Any], confirmed: set[str], expected: set[str]) -> None:
         kind, channel = msg["type"], msg["channel"]
-        if kind == "subscribe":
-            self._on_subscribe(channel, confirmed)
+        if kind == "pmessage":
+            self._on_key_event(channel[len(self.keyspace) :], msg["data"])
+        elif kind in ("subscribe", "psubscribe"):
+            self._on_subscribe(channel, confirmed, expected)
         elif kind == "message":
             if channel == self.channel:
                 self._on_expired(msg["data"])
             elif channel == self.names.wake:
                 self.hints.due_at(_int_or_none(msg["data"]))
 
-    def _on_subscribe(self, channel: str, confirmed: set[str]) -> None:
+    def _on_key_event(self, key: str, event: str) -> None:
+        if event == "expired":
+            self._on_expired(key)
+        elif event == "expire":
+            if not key.startswith(self._internal) and self._trigger(key):
+                self.hints.written.add(key)
+        elif event == "del":
+            self.hints.deleted.add(key)  # only a raw record's key is looked at; no parse needed
+
+    def _on_subscribe(self, channel: str, confirmed: set[str], expected: set[str]) -> None:
         if channel in confirmed:
             log.warning("redis.resubscribed", channel=channel)
-            if channel == self.channel:
+            if channel != self.names.wake:
                 self.hints.new_connection()
             return
         confirmed.add(channel)
-        if len(confirmed) == 2:
+        if confirmed >= expected:
             self.subscribed.set()
             self.ctx.metrics.set_subscriber_connected(True)
-            log.info("redis.subscribed", channel=self.channel)
+            log.info("redis.subscribed", channels=sorted(expected))
 
     def _on_expired(self, key: str) -> None:
         if key.startswith(self._internal):
@@ -93,11 +123,16 @@ class Subscriber:
             if fut is not None and not fut.done():
                 fut.set_result(None)
             return
+        if self._trigger(key):
+            self.hints.key_expired(key)
+
+    def _trigger(self, key: str) -> bool:
+        """Whether ``key`` is a trigger key (a rejection is counted, and logged as _reject says)."""
         parsed = parse_key(key, self.ctx.settings.prefixes)
         if isinstance(parsed, Rejection):
             self._reject(parsed)
-            return
-        self.hints.key_expired(key)
+            return False
+        return True
 
     def _reject(self, rejection: Rejection) -> None:
         no_rule = rejection.reason == "matches no configured rule prefix"
