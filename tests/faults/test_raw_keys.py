@@ -41,12 +41,13 @@ def indexed(client: redis.Redis, key: str) -> bool:
 
 
 def raw_daemon(
-    tmp_path: Path, url: str, receiver: HttpReceiver, daemons: Daemons, **rule: str
+    tmp_path: Path, url: str, receiver: HttpReceiver, daemons: Daemons, *, scan: str = "1h", **rule: str
 ) -> DaemonProcess:
-    """A daemon whose rule send_message posts to /a, with ``rule``'s extra settings."""
+    """A daemon whose rule send_message posts to /a, with ``rule``'s extra settings and an
+    adoption scan every ``scan`` (by default none during the test: events alone must do)."""
     rules = {"send_message": {"processors": ["a"], **rule}}
     cfg = webhook_config(tmp_path / "cfg.yaml", url, receiver, processors=("a",), rules=rules,
-                         daemon={"adoption_interval": "1h"})  # fmt: skip
+                         daemon={"adoption_interval": scan})  # fmt: skip
     return daemons.start(cfg)
 
 
@@ -94,7 +95,7 @@ def test_a_refreshed_raw_key_fires_once_one_ttl_after_the_last_refresh(
     tmp_path: Path, redis_url: str, receiver: HttpReceiver, daemons: Daemons
 ) -> None:
     """The timeout pattern: EXPIRE 6 every 2 s for 20 s neither fires nor deletes it; it fires ~6 s after."""
-    raw_daemon(tmp_path, redis_url, receiver, daemons)
+    raw_daemon(tmp_path, redis_url, receiver, daemons, scan="1s")  # the scan adopts it early, too
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     key = "send_message-dev1-offline"
     tally = Tally(receiver)
