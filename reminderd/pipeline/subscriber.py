@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from reminderd.core.trigger_keys import Rejection, parse_key
+from reminderd.core.trigger_keys import Rejection, TriggerKey, parse_key
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.runtime import Context
 from reminderd.storage.names import expired_channel, glob_pattern, keyspace_prefix, trigger_pattern
@@ -100,7 +100,8 @@ class Subscriber:
         if event == "expired":
             self._on_expired(key)
         elif event == "expire":
-            if not key.startswith(self._internal) and self._trigger(key):
+            # A name that is no trigger key is counted and logged once, on its expired event.
+            if isinstance(parse_key(key, self.ctx.settings.prefixes), TriggerKey):
                 self.hints.written.add(key)
         elif event == "del":
             self.hints.deleted.add(key)  # only a raw record's key is looked at; no parse needed
