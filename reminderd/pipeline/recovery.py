@@ -13,8 +13,7 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
-from reminderd.core.trigger_keys import TriggerKey, parse_key
-from reminderd.pipeline.events import ADOPT_BATCH, report_adoption
+from reminderd.pipeline.events import ADOPT_BATCH, report_adoption, trigger_rule
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.intake import Intake
 from reminderd.pipeline.runtime import Context
@@ -107,7 +106,7 @@ class Recovery:
         """One SCAN step and the adoption of what it found, in concurrent batches: (cursor, seen, adopted)."""
         cursor, keys = await self.store.raw.scan(cursor, trigger_pattern(prefix), count)
         prefixes = self.ctx.settings.prefixes
-        wanted = [k for k in keys if isinstance(p := parse_key(k, prefixes), TriggerKey) and p.rule == prefix]
+        wanted = [k for k in keys if trigger_rule(k, prefixes) == prefix]
         limit = self.ctx.settings.limits.payload_max_bytes
         batches = [wanted[i : i + ADOPT_BATCH] for i in range(0, len(wanted), ADOPT_BATCH)]
         found = await asyncio.gather(*(self.store.raw.adopt(b, payload_max_bytes=limit) for b in batches))

@@ -23,7 +23,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from reminderd.core.trigger_keys import Rejection, TriggerKey, parse_key
+from reminderd.core.trigger_keys import Rejection, parse_key
+from reminderd.pipeline.events import trigger_rule
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.runtime import Context
 from reminderd.storage.names import expired_channel, glob_pattern, keyspace_prefix, trigger_pattern
@@ -101,7 +102,7 @@ class Subscriber:
             self._on_expired(key)
         elif event == "expire":
             # A name that is no trigger key is counted and logged once, on its expired event.
-            if isinstance(parse_key(key, self.ctx.settings.prefixes), TriggerKey):
+            if trigger_rule(key, self.ctx.settings.prefixes):
                 self.hints.written.add(key)
         elif event == "del":
             self.hints.deleted.add(key)  # only a raw record's key is looked at; no parse needed
@@ -129,6 +130,8 @@ class Subscriber:
 
     def _trigger(self, key: str) -> bool:
         """Whether ``key`` is a trigger key (a rejection is counted, and logged as _reject says)."""
+        if trigger_rule(key, self.ctx.settings.prefixes):
+            return True
         parsed = parse_key(key, self.ctx.settings.prefixes)
         if isinstance(parsed, Rejection):
             self._reject(parsed)

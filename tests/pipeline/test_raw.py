@@ -7,9 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reminderd.config.model import RedisSettings
+from reminderd.core.trigger_keys import TriggerKey, parse_key
 from reminderd.models import Occurrence
+from reminderd.pipeline.events import trigger_rule
 from reminderd.pipeline.subscriber import Subscriber
 from reminderd.storage.connection import make_client
 from reminderd.storage.records import RecordField
@@ -214,3 +218,15 @@ async def _indexed_at_expiry(p: Pipeline) -> bool:
 
 async def _not_indexed(p: Pipeline) -> bool:
     return await p.due_ms() is None
+
+
+PREFIXES = ("send", "send-message", "send_message")
+NAME_PART = st.text(st.sampled_from([*"ab-_ .:\t\x00\x1fé💥", "\u2003"]), max_size=8)
+
+
+@given(st.sampled_from(["", *PREFIXES]), NAME_PART, NAME_PART)
+def test_the_fast_rule_check_agrees_with_parse_key(prefix: str, user: str, type_: str) -> None:
+    """trigger_rule, which spares most names parse_key's cost, decides every name as parse_key does."""
+    name = f"{prefix}-{user}-{type_}" if prefix else f"{user}-{type_}"
+    parsed = parse_key(name, PREFIXES)
+    assert trigger_rule(name, PREFIXES) == (parsed.rule if isinstance(parsed, TriggerKey) else "")
