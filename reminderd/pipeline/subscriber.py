@@ -17,10 +17,12 @@ key written with a TTL, or its TTL moved), ``del``, ``expired``. Without it, onl
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from reminderd.core.trigger_keys import Rejection, parse_key
@@ -82,6 +84,8 @@ class Subscriber:
                 msg = await pubsub.get_message(timeout=None)
                 if msg is not None:
                     self._dispatch(msg, confirmed, expected)
+                for reply in _buffered(pubsub):
+                    self._dispatch(_as_message(reply), confirmed, expected)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -156,6 +160,29 @@ class Subscriber:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.canaries[key] = fut
         return fut
+
+
+def _buffered(pubsub: PubSub) -> Iterator[list[Any]]:
+    """The replies already read from the socket, parsed without awaiting.
+
+    A burst of key events arrives by the thousand; ``get_message`` costs tens of
+    microseconds of redis-py per message (retry wrapper, push handler, a logger lookup),
+    while every read from the socket brings up to 64 kB of messages. Those are taken here
+    straight from the hiredis reader (``redis[hiredis]`` is a dependency); without it,
+    nothing is, and ``get_message`` reads them one by one.
+    """
+    reader = getattr(getattr(pubsub.connection, "_parser", None), "_reader", None)
+    if reader is None:
+        return
+    while isinstance(reply := reader.gets(), list):
+        yield reply
+
+
+def _as_message(reply: list[Any]) -> dict[str, Any]:
+    """A raw pub/sub reply in ``get_message``'s shape (``pmessage``: pattern, channel, data)."""
+    if reply[0] == "pmessage":
+        return {"type": "pmessage", "pattern": reply[1], "channel": reply[2], "data": reply[3]}
+    return {"type": reply[0], "channel": reply[1], "data": reply[2] if len(reply) > 2 else None}
 
 
 def _printable(name: str) -> str:
