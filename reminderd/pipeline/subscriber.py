@@ -45,6 +45,7 @@ class Subscriber:
         self.ctx = ctx
         self.hints = hints
         self.subscribed = asyncio.Event()
+        self.subscribed_once = False
         self.canaries: dict[str, asyncio.Future[None]] = {}
         self._logged_reasons: set[str] = set()
         self._internal = self.names.namespace + ":"
@@ -119,6 +120,9 @@ class Subscriber:
             return
         confirmed.add(channel)
         if confirmed >= expected:
+            if self.subscribed_once:  # a new subscription after a lost one: events may be lost
+                self.hints.new_connection()
+            self.subscribed_once = True
             self.subscribed.set()
             self.ctx.metrics.set_subscriber_connected(True)
             log.info("redis.subscribed", channels=sorted(expected))

@@ -230,3 +230,19 @@ def test_the_fast_rule_check_agrees_with_parse_key(prefix: str, user: str, type_
     name = f"{prefix}-{user}-{type_}" if prefix else f"{user}-{type_}"
     parsed = parse_key(name, PREFIXES)
     assert trigger_rule(name, PREFIXES) == (parsed.rule if isinstance(parsed, TriggerKey) else "")
+
+
+async def test_a_new_subscription_after_a_lost_one_is_a_gap(
+    redis_url: str, pubsub_client: aioredis.Redis
+) -> None:
+    """A subscription made again on a new connection (not only redis-py's silent one) asks for a full pass."""
+    async with running(redis_url, config(), {"rec": Recorder()}) as p:
+        subscriber = Subscriber(pubsub_client, 0, p.ctx, p.hints)
+        expected = {"a", "b"}
+        gaps = []
+        for _connection in range(2):
+            confirmed: set[str] = set()  # each connection confirms its channels afresh
+            for channel in sorted(expected):
+                subscriber._on_subscribe(channel, confirmed, expected)
+            gaps.append(p.hints.gap.is_set())
+        assert gaps == [False, True]
