@@ -7,11 +7,11 @@ notice, and every re-subscription asks for an immediate sweep and a full adoptio
 (events may have been lost while the connection was down). Everything it learns goes
 into ``Hints``.
 
-With ``daemon.raw_key_events`` it listens on the keyspace channels of the rule prefixes
-(``__keyspace@<db>__:<prefix>-*``, flag K): Redis filters by prefix, so the daemon hears
-only of trigger keys (and its canaries), and each message names the event: ``expire`` (a
-key written with a TTL, or its TTL moved), ``del``, ``expired``. Without it, only
-``__keyevent@<db>__:expired``.
+It listens on ``__keyevent@<db>__:expired`` and, with ``daemon.raw_key_events``, on the
+keyspace channels of the rule prefixes (``__keyspace@<db>__:<prefix>-*``, flags K and g):
+Redis filters those by prefix, so the daemon hears only of trigger keys, and each message
+names the event: ``expire`` (a key written with a TTL, or its TTL moved) and ``del`` are
+taken; the rest (the same expiry again, renames) are ignored.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from reminderd.core.trigger_keys import Rejection, parse_key
 from reminderd.pipeline.events import trigger_rule
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.runtime import Context
-from reminderd.storage.names import expired_channel, glob_pattern, keyspace_prefix, trigger_pattern
+from reminderd.storage.names import expired_channel, keyspace_prefix, trigger_pattern
 
 log = structlog.get_logger("reminderd.pipeline.subscriber")
 
@@ -66,17 +66,16 @@ class Subscriber:
                 delay_s = 0.1
 
     def _patterns(self) -> list[str]:
-        """The keyspace patterns: every rule prefix's trigger keys, and the canaries."""
+        """The keyspace patterns of every rule prefix's trigger keys (none without raw-key events)."""
         if not self.ctx.settings.daemon.raw_key_events:
             return []
-        rules = [trigger_pattern(p) for p in self.ctx.settings.prefixes]
-        return [self.keyspace + g for g in (*rules, glob_pattern(self.names.canary_prefix))]
+        return [self.keyspace + trigger_pattern(p) for p in self.ctx.settings.prefixes]
 
     async def _listen(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=False)
         confirmed: set[str] = set()
         patterns = self._patterns()
-        expected = {self.names.wake, *(patterns or [self.channel])}
+        expected = {self.names.wake, self.channel, *patterns}
         try:
             if patterns:
                 await pubsub.psubscribe(*patterns)
@@ -103,9 +102,9 @@ class Subscriber:
                 self.hints.due_at(_int_or_none(msg["data"]))
 
     def _on_key_event(self, key: str, event: str) -> None:
-        if event == "expired":
-            self._on_expired(key)
-        elif event == "expire":
+        # An expiry comes through the expired channel, which works with the flags Ex alone
+        # (where CONFIG is refused and K was never set, the keyspace channels stay silent).
+        if event == "expire":
             # A name that is no trigger key is counted and logged once, on its expired event.
             if trigger_rule(key, self.ctx.settings.prefixes):
                 self.hints.written.add(key)

@@ -24,7 +24,7 @@ PRODUCER_ACL = (
 # checks a PSUBSCRIBE pattern literally against the channel rules, so each is spelt out.
 DAEMON_ACL = (
     "on >daemon-secret ~send_message-* ~reminderd:* &__keyspace@0__:send_message-* "
-    "&__keyspace@0__:reminderd:canary:* &__keyevent@0__:expired "
+    "&__keyevent@0__:expired "
     "&reminderd:wake +@read +@write +@scripting +@pubsub +@keyspace +@connection +@transaction "
     "+info +time +config|get +config|set"
 )

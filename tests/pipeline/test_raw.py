@@ -246,3 +246,25 @@ async def test_a_new_subscription_after_a_lost_one_is_a_gap(
                 subscriber._on_subscribe(channel, confirmed, expected)
             gaps.append(p.hints.gap.is_set())
         assert gaps == [False, True]
+
+
+async def test_raw_keys_fire_on_expired_events_where_only_ex_is_set(
+    redis_url: str, pubsub_client: aioredis.Redis
+) -> None:
+    """Where the flags stay Ex (CONFIG refused, K never set), a raw key still fires on its expired event."""
+    rec = Recorder()
+    async with running(redis_url, config(), {"rec": rec}) as p:
+        await p.redis.config_set("notify-keyspace-events", "Ex")
+        subscriber = Subscriber(pubsub_client, 0, p.ctx, p.hints)
+        tasks = [asyncio.create_task(subscriber.run()), asyncio.create_task(p.intake.run_events())]
+        try:
+            await asyncio.wait_for(subscriber.subscribed.wait(), 5)
+            await p.redis.set("send_message-8-exonly", "1", px=20)
+            await wait_for(lambda: _seen(rec, 1))
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+async def _seen(rec: Recorder, count: int) -> bool:
+    return len(rec.seen) == count
