@@ -41,7 +41,7 @@ def dead_letter(
             now = await api.store.now_ms()
             when = When(at=now - 1, every=every_ms)
             await api.schedule(key, payload=payload, when=when)
-            _, claims = await api.store.claim_due("test-1", limit=10, lease_ms=30_000)
+            claims = (await api.store.claim_due("test-1", limit=10, lease_ms=30_000)).claims
             (claim,) = [c for c in claims if c.key == key]
             nxt = next_due_ms(claim.schedule, claim.nominal_due_ms)
             item = DeadLetterRequest(

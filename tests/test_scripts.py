@@ -230,7 +230,7 @@ async def test_cancel_removes_a_pending_replay_of_the_key(store: Store, r: aiore
     assert await store.cancel(KEY) is True
     assert not await r.exists(KEY, NAMES.record(KEY), NAMES.record(member), NAMES.aux(KEY))
     assert await r.zcard(NAMES.due) == 0
-    assert (await store.claim_due("A", limit=10, lease_ms=60_000))[1] == []
+    assert (await store.claim_due("A", limit=10, lease_ms=60_000)).claims == []
 
 
 async def test_a_finished_replay_leaves_the_aux_set(store: Store, r: aioredis.Redis) -> None:
@@ -265,7 +265,7 @@ async def test_finish_many_applies_every_kind_in_one_call(store: Store, r: aiore
     now = await redis_now(r)
     keys = [f"send_message-{i}-v" for i in range(5)]
     await store.schedule_many(req(k, now - 10) for k in keys)
-    _, claims = await store.claim_due("A", limit=10, lease_ms=60_000)
+    claims = (await store.claim_due("A", limit=10, lease_ms=60_000)).claims
     occ = {c.member: c.occurrence for c in claims}
     items = [
         Completion(keys[0], occ[keys[0]], None, stat="skipped"),
@@ -294,7 +294,7 @@ async def test_adopt_dead_letters_a_raw_payload_above_the_limit(store: Store, r:
     await r.set(big, value, px=60_000)
     await r.set(small, '{"a":1}', px=60_000)
     before = await redis_now(r)
-    found = await store.adopt([big, small], payload_max_bytes=50)
+    found = await store.raw.adopt([big, small], payload_max_bytes=50)
     assert found == Adoption(adopted=1, known=0, other=0, oversized=(big,))
     assert not await r.exists(big, NAMES.record(big))
     assert await r.zscore(NAMES.due, big) is None

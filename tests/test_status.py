@@ -59,6 +59,8 @@ def test_healthy_with_live_daemon_exits_0(cli: Cli) -> None:
 def test_json_report(cli: Cli) -> None:
     """status --json carries the counts, the daemons and the exit code."""
     write_heartbeat(cli.url)
+    with redis.Redis.from_url(cli.url) as client:
+        client.config_set("notify-keyspace-events", "ExKg")  # as a daemon with raw-key events leaves them
     data = cli("status", "--json").json()
     assert isinstance(data, dict)
     assert data["exit_code"] == 0
@@ -142,15 +144,15 @@ def test_redis_settings_that_lose_reminders_are_warned(
         assert "persistence:      none" in lines
         assert "maxmemory-policy: allkeys-lru" in lines
         assert (
-            "warning: notify-keyspace-events is '': expired events need E and x; raw SET keys wait for "
-            "the adoption scan and delivery relies on the sweep"
+            "warning: notify-keyspace-events is '': expired events need E and x, raw-key events K and g; "
+            "raw SET keys wait for the adoption scan and delivery relies on the sweep"
         ) in lines
         assert "warning: no persistence (no AOF, no RDB): a Redis restart loses every reminder" in lines
         assert "warning: maxmemory-policy is allkeys-lru: Redis may evict reminders; use noeviction" in lines
-        client.config_set("notify-keyspace-events", "EA")
+        client.config_set("notify-keyspace-events", "KEA")
         client.config_set("appendonly", "yes")
         data = json.loads(cli("status", "--json").out)
-        assert data["notifications_ok"] is True  # 'A' includes x
+        assert data["notifications_ok"] is True  # 'A' includes x and g
         assert data["persistence"].startswith("aof (appendfsync ")
         client.close()
     finally:

@@ -97,9 +97,15 @@ def replay_of(entry_id: str, dead: dict[str, str], now: int, *, aux: bool) -> Re
 
 async def claim_one(store: Store, instance: str = "A", lease_ms: int = 60_000) -> Claim:
     """Claim exactly one due occurrence."""
-    _, claims = await store.claim_due(instance, limit=10, lease_ms=lease_ms)
+    claims = (await store.claim_due(instance, limit=10, lease_ms=lease_ms)).claims
     assert len(claims) == 1
     return claims[0]
+
+
+async def keys_claimed(store: Store, instance: str, keys: list[str], *, fire: bool = True) -> list[Claim]:
+    """Claim ``keys`` as an expired-event batch would (unseen raw keys fire when ``fire``)."""
+    got = await store.claim_keys(instance, keys, lease_ms=60_000, fire_unseen=fire, payload_max_bytes=16_384)
+    return got.claims
 
 
 async def due_claimed(store: Store, key: str, due_ms: int, **kw: Any) -> Claim:
@@ -241,9 +247,9 @@ async def test_claim_due_takes_only_due_entries_up_to_limit(store: Store, r: aio
     for i in range(5):
         await store.schedule(req(f"send_message-{i}-past", now - 100 + i))
     await store.schedule(req("send_message-9-future", now + 60_000))
-    _, first = await store.claim_due("A", limit=3, lease_ms=60_000)
-    _, second = await store.claim_due("A", limit=3, lease_ms=60_000)
-    _, third = await store.claim_due("A", limit=3, lease_ms=60_000)
+    first = (await store.claim_due("A", limit=3, lease_ms=60_000)).claims
+    second = (await store.claim_due("A", limit=3, lease_ms=60_000)).claims
+    third = (await store.claim_due("A", limit=3, lease_ms=60_000)).claims
     assert [c.key for c in first] == [f"send_message-{i}-past" for i in range(3)]
     assert [c.key for c in second] == ["send_message-3-past", "send_message-4-past"]
     assert third == []
@@ -254,12 +260,14 @@ async def test_claim_waits_for_redis_time(store: Store, r: aioredis.Redis) -> No
     """An entry due a moment from now is not claimed early, and is claimed once Redis TIME passes it."""
     due = await redis_now(r) + 300
     await store.schedule(req(KEY, due))
-    redis_ms, early = await store.claim_due("A", limit=10, lease_ms=60_000)
+    claimed = await store.claim_due("A", limit=10, lease_ms=60_000)
+    redis_ms, early = claimed.now_ms, claimed.claims
     assert redis_ms < due
     assert early == []
-    assert (await store.claim_keys("A", [KEY], lease_ms=60_000, adopt_raw=True))[1] == []
+    assert await keys_claimed(store, "A", [KEY]) == []
     await wait_past(r, due)
-    redis_ms, claims = await store.claim_due("A", limit=10, lease_ms=60_000)
+    claimed = await store.claim_due("A", limit=10, lease_ms=60_000)
+    redis_ms, claims = claimed.now_ms, claimed.claims
     assert [c.key for c in claims] == [KEY]
     assert claims[0].now_ms == redis_ms >= due
 
@@ -271,7 +279,8 @@ async def test_claim_returns_record_and_moves_score_to_lease(store: Store, r: ai
     await store.schedule(req(KEY, now - 500, sched, payload_json='{"a":1}', misfire=Misfire.FIRE_ALL))
     await r.hset(NAMES.record(KEY), mapping={"a": "2", "f": "sms,log", "n": str(now - 900)})
     await r.set(KEY, "1", px=60_000)
-    redis_ms, claims = await store.claim_due("A", limit=10, lease_ms=30_000)
+    claimed = await store.claim_due("A", limit=10, lease_ms=30_000)
+    redis_ms, claims = claimed.now_ms, claimed.claims
     (c,) = claims
     assert c == Claim(
         member=KEY,
@@ -296,7 +305,7 @@ async def test_claim_returns_record_and_moves_score_to_lease(store: Store, r: ai
 async def test_claim_drops_index_entries_without_record(store: Store, r: aioredis.Redis) -> None:
     """A due index entry whose record vanished is removed, not claimed."""
     await r.zadd(NAMES.due, {"send_message-1-orphan": await redis_now(r) - 10})
-    _, claims = await store.claim_due("A", limit=10, lease_ms=60_000)
+    claims = (await store.claim_due("A", limit=10, lease_ms=60_000)).claims
     assert claims == []
     assert await r.zcard(NAMES.due) == 0
 
@@ -304,17 +313,17 @@ async def test_claim_drops_index_entries_without_record(store: Store, r: aioredi
 async def test_second_claim_while_lease_holds_gets_nothing(store: Store, r: aioredis.Redis) -> None:
     """While the lease holds, neither the sweep nor an expired event claims the occurrence again."""
     await due_claimed(store, KEY, await redis_now(r) - 10)
-    assert (await store.claim_due("B", limit=10, lease_ms=60_000))[1] == []
-    assert (await store.claim_keys("B", [KEY], lease_ms=60_000, adopt_raw=True))[1] == []
+    assert (await store.claim_due("B", limit=10, lease_ms=60_000)).claims == []
+    assert await keys_claimed(store, "B", [KEY]) == []
 
 
 async def test_claim_again_after_lease_lapses(store: Store, r: aioredis.Redis) -> None:
     """After a crash the same occurrence comes due again once its short lease lapses."""
     await store.schedule(req(KEY, await redis_now(r) - 10))
-    _, first = await store.claim_due("A", limit=10, lease_ms=100)
+    first = (await store.claim_due("A", limit=10, lease_ms=100)).claims
 
     async def reclaim() -> list[Claim]:
-        return (await store.claim_due("B", limit=10, lease_ms=60_000))[1]
+        return (await store.claim_due("B", limit=10, lease_ms=60_000)).claims
 
     again = await wait_for(reclaim)
     assert [(c.key, c.occurrence) for c in again] == [(KEY, first[0].occurrence)]
@@ -324,7 +333,7 @@ async def test_claim_again_after_lease_lapses(store: Store, r: aioredis.Redis) -
 async def test_claim_keys_ignores_entries_not_yet_due(store: Store, r: aioredis.Redis) -> None:
     """An expired event for a reminder rescheduled to later claims nothing."""
     await store.schedule(req(KEY, await redis_now(r) + 60_000))
-    assert (await store.claim_keys("A", [KEY], lease_ms=60_000, adopt_raw=True))[1] == []
+    assert await keys_claimed(store, "A", [KEY]) == []
     assert not await r.exists(NAMES.lock(KEY))
 
 
@@ -344,10 +353,8 @@ async def test_racing_claims_take_each_occurrence_exactly_once(redis_url: str, r
         rng = random.Random(n)
         try:
             while True:
-                _, by_keys = await store.claim_keys(
-                    f"w{n}", rng.sample(members, 20), lease_ms=60_000, adopt_raw=False
-                )
-                _, by_due = await store.claim_due(f"w{n}", limit=7, lease_ms=60_000)
+                by_keys = await keys_claimed(store, f"w{n}", rng.sample(members, 20), fire=False)
+                by_due = (await store.claim_due(f"w{n}", limit=7, lease_ms=60_000)).claims
                 taken.extend((c.member, c.occurrence) for c in by_keys + by_due)
                 if not by_due:
                     return
@@ -365,7 +372,7 @@ async def test_racing_completions_apply_only_the_lock_holders(redis_url: str, r:
     now = await redis_now(r)
     members = [f"send_message-{i}-done" for i in range(200)]
     await Store(r, NAMES).schedule_many(req(m, now - 10, Every(60_000, now - 10)) for m in members)
-    _, claims = await Store(r, NAMES).claim_due("A", limit=500, lease_ms=60_000)
+    claims = (await Store(r, NAMES).claim_due("A", limit=500, lease_ms=60_000)).claims
     assert len(claims) == 200
     next_due = now + 60_000 - 10
     items = [Completion(c.member, c.occurrence, next_due) for c in claims]
@@ -391,7 +398,8 @@ async def test_racing_completions_apply_only_the_lock_holders(redis_url: str, r:
 
 async def test_claim_keys_adopts_an_unknown_raw_key(store: Store, r: aioredis.Redis) -> None:
     """An expired event for a raw key with no record creates a raw one-shot and claims it."""
-    redis_ms, claims = await store.claim_keys("A", [KEY], lease_ms=60_000, adopt_raw=True)
+    claimed = await store.claim_keys("A", [KEY], lease_ms=60_000, fire_unseen=True, payload_max_bytes=1000)
+    redis_ms, claims = claimed.now_ms, claimed.claims
     (c,) = claims
     assert (c.key, c.occurrence, c.attempts, c.payload_json, c.done, c.raw) == (KEY, 1, 0, "", (), True)
     assert c.due_at_ms == c.nominal_due_ms == redis_ms
@@ -407,14 +415,14 @@ async def test_claim_keys_respects_fired_marker(store: Store, r: aioredis.Redis)
         "A", [Completion(claim.member, claim.occurrence, None)], fired_window_ms=WINDOW_MS
     )
     assert await r.exists(NAMES.fired(KEY))
-    assert (await store.claim_keys("A", [KEY], lease_ms=60_000, adopt_raw=True))[1] == []
+    assert await keys_claimed(store, "A", [KEY]) == []
     assert not await r.exists(NAMES.record(KEY))
     assert await r.zscore(NAMES.due, KEY) is None
 
 
 async def test_claim_keys_without_adoption_ignores_raw_keys(store: Store, r: aioredis.Redis) -> None:
-    """With ``adopt_raw=False`` an unknown key is neither recorded nor claimed."""
-    assert (await store.claim_keys("A", [KEY], lease_ms=60_000, adopt_raw=False))[1] == []
+    """With ``fire_unseen=False, payload_max_bytes=16_384`` an unknown key is neither recorded nor claimed."""
+    assert await keys_claimed(store, "A", [KEY], fire=False) == []
     assert not await r.exists(NAMES.record(KEY))
     assert await r.zcard(NAMES.due) == 0
 
@@ -634,7 +642,7 @@ async def test_adopt_records_raw_keys_with_ttl(store: Store, r: aioredis.Redis) 
     before = await redis_now(r)
     keys = [f"send_message-{i}-{t}" for i, t in enumerate(["json", "plain", "badjson", "array"], 1)]
     others = ["send_message-5-forever", "send_message-6-list", "send_message-8-gone"]
-    found = await store.adopt([*keys, *others, "send_message-7-known"], payload_max_bytes=1000)
+    found = await store.raw.adopt([*keys, *others, "send_message-7-known"], payload_max_bytes=1000)
     assert found == Adoption(adopted=4, known=1, other=3, oversized=())
     json_rec = await r.hgetall(NAMES.record(keys[0]))
     assert json_rec["p"] == '{"text":"hi"}'

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from reminderd.config.model import Settings
 from reminderd.core.durations import format_ms
 from reminderd.storage.names import Names
-from reminderd.storage.server import config_value, doctor, merge_flags
+from reminderd.storage.server import config_value, doctor, merge_flags, required_flags
 from reminderd.storage.store import key_of
 
 EXIT_HEALTHY = 0
@@ -128,6 +128,7 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
     now_ms = int(sec) * 1000 + int(usec) // 1000
     info = await client.info()
     flags = await config_value(client, "notify-keyspace-events")
+    required = required_flags(settings.daemon.raw_key_events)
     async with client.pipeline(transaction=False) as pipe:
         pipe.zcard(names.due)
         pipe.zcount(names.due, "-inf", now_ms)
@@ -142,7 +143,7 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
         redis_version=str(info.get("redis_version", "?")),
         role=str(info.get("role", "?")),
         notifications=flags,
-        notifications_ok=None if flags is None else merge_flags(flags) == flags,
+        notifications_ok=None if flags is None else merge_flags(flags, required) == flags,
         persistence=await _persistence(client, info),
         maxmemory_policy=await config_value(client, "maxmemory-policy"),
         scheduled=int(total),
@@ -210,7 +211,8 @@ def _warnings(report: StatusReport) -> list[str]:
         )
     if report.notifications_ok is False:
         found.append(
-            f"notify-keyspace-events is {report.notifications!r}: expired events need E and x; "
+            f"notify-keyspace-events is {report.notifications!r}: expired events need E and x, "
+            "raw-key events K and g; "
             "raw SET keys wait for the adoption scan and delivery relies on the sweep"
         )
     return found

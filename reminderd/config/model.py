@@ -140,6 +140,10 @@ class RuleSettings(Strict):
     misfire: Misfire = Misfire.FIRE_ONCE
     retry: RetrySettings | None = None
     quiet_hours: QuietHours | None = None
+    # A raw key never seen alive (it expired before any daemon adopted it): fire on its
+    # expired event alone (the raw-key contract; anyone who may PUBLISH can forge one), or
+    # never (logged and counted as reminder.lost).
+    unseen_raw: Literal["fire", "never"] = "fire"
 
 
 class DaemonSettings(Strict):
@@ -157,6 +161,9 @@ class DaemonSettings(Strict):
     heartbeat_interval_ms: PositiveMs = Field(5000, alias="heartbeat_interval")
     misfire_grace_ms: PositiveMs = Field(60_000, alias="misfire_grace")
     raw_dedupe_window_ms: PositiveMs = Field(10_000, alias="raw_dedupe_window")
+    # Adopt raw keys as they are written and follow their TTL (keyspace events of the rule
+    # prefixes, notify flags Kg); off: raw keys are seen by the adoption scan and at expiry.
+    raw_key_events: bool = True
     backlog_alert_ms: PositiveMs = Field(300_000, alias="backlog_alert")
 
 

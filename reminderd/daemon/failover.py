@@ -64,8 +64,7 @@ class Failover:
         """Reconnect, re-apply the flags, sweep and adopt; one log line with what it took."""
         started = time.monotonic()
         primary = await self.watch.reconnect(RECONNECT_TIMEOUT_S)
-        manage = self.ctx.settings.redis.manage_notifications
-        await reapply_notifications(self.storage, self.notify_state, manage=manage)
+        await reapply_notifications(self.storage, self.notify_state, self.ctx)
         self.hints.new_connection()  # sweep now; the subscriber's dropped connection re-subscribes
         try:
             await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)

@@ -24,7 +24,7 @@ from reminderd.pipeline.recovery import Recovery
 from reminderd.pipeline.runtime import Context
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, beat
-from reminderd.storage.server import NotifyState, ensure_notifications
+from reminderd.storage.server import NotifyState, ensure_notifications, required_flags
 from reminderd.telemetry.health import Health
 from reminderd.telemetry.systemd import Notifier
 
@@ -32,11 +32,17 @@ log = structlog.get_logger("reminderd.daemon.housekeeping")
 MIN_RENEW_MS = 100
 
 
-async def reapply_notifications(storage: aioredis.Redis, state: NotifyState, *, manage: bool) -> None:
+async def reapply_notifications(storage: aioredis.Redis, state: NotifyState, ctx: Context) -> None:
     """Merge the notification flags again (a new connection or server may have lost them)
     and keep what the heartbeat reports in step."""
-    fresh = await ensure_notifications(storage, manage=manage)
+    manage, required = notify_wanted(ctx)
+    fresh = await ensure_notifications(storage, manage=manage, required=required)
     state.flags, state.ok = fresh.flags, fresh.ok
+
+
+def notify_wanted(ctx: Context) -> tuple[bool, str]:
+    """Whether reminderd sets ``notify-keyspace-events``, and the flags it needs there."""
+    return ctx.settings.redis.manage_notifications, required_flags(ctx.settings.daemon.raw_key_events)
 
 
 def renewal(ctx: Context, capacity: Capacity) -> PeriodicLoop:

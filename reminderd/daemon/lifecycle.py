@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from reminderd.config import Settings, load_config
 from reminderd.core.pii import mask_pii
 from reminderd.daemon.failover import Failover
-from reminderd.daemon.housekeeping import Heartbeat, reapply_notifications, renewal, watchdog
+from reminderd.daemon.housekeeping import Heartbeat, notify_wanted, reapply_notifications, renewal, watchdog
 from reminderd.daemon.periodic import PeriodicLoop
 from reminderd.daemon.reload import build_runtime, close_later, close_processors, reload_runtime
 from reminderd.daemon.startup import canary_key, check_notifications, wait_for_redis
@@ -151,6 +151,7 @@ class Daemon:
                 tg.create_task(p.intake.run_timer(), name="timer"),
                 tg.create_task(p.intake.run_events(), name="events"),
                 tg.create_task(self._reapply_on_reconnect(storage, p.hints), name="reapply"),
+                tg.create_task(p.recovery.run_gap_passes(p.hints), name="gaps"),
             ]
             keep.append(self._start(watchdog(self.notifier, self.health)))
             feeds += [self._start(loop) for loop in self._heartbeat(storage, p).loops(self.health)]
@@ -198,8 +199,10 @@ class Daemon:
     async def _startup(self, storage: aioredis.Redis, subscriber: Subscriber, recovery: Recovery) -> None:
         started = time.monotonic()
         key = canary_key(self.names, self.me.instance)
-        manage = self.ctx.settings.redis.manage_notifications
-        self.notify_state = await check_notifications(storage, subscriber, key, manage=manage)
+        manage, required = notify_wanted(self.ctx)
+        self.notify_state = await check_notifications(
+            storage, subscriber, key, manage=manage, required=required
+        )
         summary = await recovery.reconcile()
         self.health.startup_sweep_done = True
         log.info(
@@ -217,9 +220,8 @@ class Daemon:
         while True:
             await hints.reconnected.wait()
             hints.reconnected.clear()
-            manage = self.ctx.settings.redis.manage_notifications
             try:
-                await reapply_notifications(storage, self.notify_state, manage=manage)
+                await reapply_notifications(storage, self.notify_state, self.ctx)
             except RedisError as exc:
                 log.warning("redis.notifications_reapply_failed", error=str(exc))
 

@@ -56,14 +56,14 @@ async def wait_for_redis(
 
 
 async def check_notifications(
-    storage: aioredis.Redis, listener: Subscriber, canary_key: str, *, manage: bool
+    storage: aioredis.Redis, listener: Subscriber, canary_key: str, *, manage: bool, required: str
 ) -> NotifyState:
     """Merge the flags expired events need, run the doctor, and prove events arrive."""
     try:
         await asyncio.wait_for(listener.subscribed.wait(), SUBSCRIBE_WAIT_S)
     except TimeoutError:
         log.warning("redis.subscribe_slow", note="continuing; the sweep delivers regardless")
-    state = await ensure_notifications(storage, manage=manage)
+    state = await ensure_notifications(storage, manage=manage, required=required)
     state.warnings = await doctor(storage)
     state.canary = await _canary(storage, listener, canary_key) if state.ok else "skipped"
     return state

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from reminderd.pipeline.decisions import Complete, Dead, Defer, Retry, Skip, Verdict
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.runtime import Context
-from reminderd.storage.store import Claim, Completion, DeadLetterRequest, Deferral, FinishItem, Store
+from reminderd.storage.store import RESET, Claim, Completion, DeadLetterRequest, Deferral, FinishItem, Store
 from reminderd.storage.store import Retry as RetryRequest
 
 log = structlog.get_logger("reminderd.pipeline.finish")
@@ -64,17 +64,21 @@ class Finisher:
 
     async def _write(self, batch: list[_Item]) -> None:
         delay_s = 0.05
+        results: list[int] = []
         while batch:
             try:
                 window_ms = self.ctx.settings.daemon.raw_dedupe_window_ms
-                await self.store.finish_many(self.instance, _finish_items(batch), fired_window_ms=window_ms)
+                items = _finish_items(batch)
+                results = await self.store.finish_many(self.instance, items, fired_window_ms=window_ms)
                 break
             except RedisError as exc:
                 log.warning("redis.complete_failed", error=str(exc), retry_in_s=delay_s, batch=len(batch))
                 batch = _without_retries(batch, exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
-        for _, verdict, fut in batch:
+        for (claim, verdict, fut), result in zip(batch, results, strict=False):
+            if result == RESET:  # the raw key was written again while it ran: a new reminder
+                self.hints.written.add(claim.key)
             if isinstance(verdict, Complete) and verdict.next_due_ms is not None:
                 self.hints.due_at(verdict.next_due_ms)
             if not fut.done():

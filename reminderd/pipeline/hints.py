@@ -1,10 +1,11 @@
-"""Hints that something is due sooner than the index was last read.
+"""Hints that something is due sooner than the index was last read, or that a raw key changed.
 
-Notifications are hints; the index is the truth. The subscriber writes expired keys,
-wake messages and re-subscriptions here, the finisher the due time of each re-armed
-reminder, the heartbeat a new Redis server; intake reads them, and the daemon reads
-``reconnected`` to re-apply the notification flags. Nothing here fires anything: intake
-claims through the same script as the sweep.
+Notifications are hints; the index is the truth. The subscriber writes expired keys, raw
+keys written or deleted, wake messages and re-subscriptions here, the finisher the due time
+of each re-armed reminder, the heartbeat a new Redis server; intake reads them, recovery
+runs a full adoption pass after each gap, and the daemon reads ``reconnected`` to re-apply
+the notification flags. Nothing here fires anything: intake claims through the same
+script as the sweep.
 """
 
 from __future__ import annotations
@@ -13,20 +14,34 @@ import asyncio
 import time
 
 
-class Hints:
-    """Expired keys waiting to be claimed, the timer's wake-up, and new connections."""
+class KeyQueue(dict[str, float]):
+    """Keys waiting for one kind of batch, each with the monotonic arrival of its first event."""
 
     def __init__(self) -> None:
-        self.expired: dict[str, float] = {}  # trigger key -> monotonic arrival of its expired event
-        self.expired_ready = asyncio.Event()
+        super().__init__()
+        self.ready = asyncio.Event()
+
+    def add(self, key: str) -> None:
+        """Queue ``key`` (never blocks the subscriber)."""
+        self.setdefault(key, time.monotonic())
+        self.ready.set()
+
+
+class Hints:
+    """Keys waiting for intake, the timer's wake-up, new connections and adoption gaps."""
+
+    def __init__(self) -> None:
+        self.expired = KeyQueue()  # expired events: claim if due
+        self.written = KeyQueue()  # raw keys written with a TTL (expire events): adopt, follow the TTL
+        self.deleted = KeyQueue()  # raw keys deleted (del events): cancel if really gone
         self.wake = asyncio.Event()
         self.planned_wake_ms = 0  # Redis-clock instant the timer next wakes at (written by intake)
         self.reconnected = asyncio.Event()  # events may have been lost: flags to re-apply
+        self.gap = asyncio.Event()  # events may have been lost: a full adoption pass
 
     def key_expired(self, key: str) -> None:
         """An expired event announced ``key`` (never blocks the subscriber)."""
-        self.expired.setdefault(key, time.monotonic())
-        self.expired_ready.set()
+        self.expired.add(key)
 
     def due_at(self, due_ms: int | None = None) -> None:
         """Something comes due at ``due_ms`` (None: now); wake the timer if that is before its plan."""
@@ -35,6 +50,7 @@ class Hints:
             self.wake.set()
 
     def new_connection(self) -> None:
-        """A re-subscription or a new Redis server: events may have been lost; sweep now."""
+        """A re-subscription or a new Redis server: events may have been lost; sweep and scan now."""
         self.due_at(None)
         self.reconnected.set()
+        self.gap.set()

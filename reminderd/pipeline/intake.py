@@ -1,18 +1,16 @@
-"""Intake: the precise timer, the sweep and the expired-event batches, all claiming what is due.
+"""Intake: the precise timer, the sweep and the event batches, all claiming what is due.
 
 The index is the truth, so the timer alone delivers every reminder; expired events only
 make it faster. It sleeps until the earliest due time (never longer than the sweep
 interval) and wakes early on a hint (``pipeline.hints``: a wake message, a re-armed
-reminder, a new connection). Expired-event keys are claimed here too, batched, through
-the same claim script. Intake owns what it feeds: the dispatcher, and the Redis clock that
-every claim reply sets.
+reminder, a new connection). The keys of key events go to the store in batches
+(``pipeline.events``), expired ones through the same claim step. Intake owns what it feeds:
+the dispatcher, and the Redis clock that every claim reply sets.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from itertools import islice
 
 import structlog
 from redis.exceptions import RedisError
@@ -20,13 +18,12 @@ from redis.exceptions import RedisError
 from reminderd.config.model import DaemonSettings
 from reminderd.pipeline.clock import RedisClock
 from reminderd.pipeline.dispatch import Dispatcher
+from reminderd.pipeline.events import EventBatches, raise_if_cancelled, report_notes
 from reminderd.pipeline.finish import Finisher
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.runtime import Context
-from reminderd.storage.store import Claim
 
 log = structlog.get_logger("reminderd.pipeline.intake")
-EVENT_BATCH = 500
 # The timer deletes trigger keys this long before they come due (see storage/scripts/disarm.lua).
 DISARM_AHEAD_MS = 250
 
@@ -40,10 +37,9 @@ class Intake:
         self.clock = RedisClock()
         self.dispatcher = Dispatcher(ctx, self.clock, finisher, group)
         self.capacity = self.dispatcher.capacity
+        self.events = EventBatches(ctx, hints, self.dispatcher, self.clock)
         self.last_sweep_ms = 0
         self._disarmed_until_ms = 0
-        self._stale_events = 0  # stale events since the last warning (logged at most every 5 s)
-        self._stale_logged_at = 0.0
 
     @property
     def _daemon(self) -> DaemonSettings:
@@ -57,10 +53,12 @@ class Intake:
             if slots == 0:
                 break
             limit = min(self._daemon.sweep_batch, slots)
-            now, claims = await self.ctx.store.claim_due(
+            got = await self.ctx.store.claim_due(
                 self.ctx.instance, limit=limit, lease_ms=self._daemon.lease_ms
             )
-            self.clock.observe(now)
+            self.clock.observe(got.now_ms)
+            report_notes(self.ctx, got.notes, {})
+            claims = got.claims
             for claim in claims:
                 self.hints.expired.pop(claim.key, None)  # claimed: its queued expired event is moot
             total += self.dispatcher.submit(claims, source)
@@ -80,7 +78,7 @@ class Intake:
             except RedisError as exc:
                 delay_s = min(max(delay_s * 2, 0.1), 5.0)
                 log.warning("redis.sweep_failed", error=str(exc), retry_in_s=delay_s)
-            _raise_if_cancelled()
+            raise_if_cancelled()
             await self._wait(delay_s)
 
     def _refill_at(self) -> int:
@@ -125,62 +123,8 @@ class Intake:
                 w.cancel()
 
     async def run_events(self) -> None:
-        """Claim the keys of expired events in batches; forever."""
-        while True:
-            await self.hints.expired_ready.wait()
-            self.hints.expired_ready.clear()
-            while self.hints.expired:
-                await self.claim_events_once()
-                _raise_if_cancelled()
-
-    async def claim_events_once(self) -> int:
-        """Claim one batch of expired-event keys (waiting for a free slot); how many were claimed."""
-        await self.capacity.room(1)
-        batch = list(islice(self.hints.expired, min(EVENT_BATCH, self.capacity.free())))
-        if not batch:  # a sweep claimed them while we waited for room
-            return 0
-        try:
-            now, claims = await self._claim_events(*self._split_by_age(batch))
-        except RedisError as exc:
-            log.warning("redis.claim_failed", error=str(exc), keys=len(batch))
-            await asyncio.sleep(0.2)
-            return 0
-        for key in batch:
-            self.hints.expired.pop(key, None)
-        self.clock.observe(now)
-        return self.dispatcher.submit(claims, "event")
-
-    def _split_by_age(self, batch: list[str]) -> tuple[list[str], list[str]]:
-        """(fresh, stale) events: only a fresh one may adopt a record-less key as a raw reminder.
-
-        A finished one-shot leaves a fired marker for ``raw_dedupe_window``; an event read
-        later than that (a backlog queues events for many seconds) would find neither record
-        nor marker and fire the reminder again. Half the window leaves room for the gap
-        between the completion and the event's arrival.
-        """
-        oldest_fresh = time.monotonic() - self._daemon.raw_dedupe_window_ms / 2000
-        arrived = self.hints.expired
-        fresh = [k for k in batch if arrived[k] >= oldest_fresh]
-        stale = [k for k in batch if arrived[k] < oldest_fresh]
-        return fresh, stale
-
-    async def _claim_events(self, fresh: list[str], stale: list[str]) -> tuple[int, list[Claim]]:
-        now, claims = 0, []
-        for keys, adopt in ((fresh, True), (stale, False)):
-            if keys:
-                now, got = await self.ctx.store.claim_keys(
-                    self.ctx.instance, keys, lease_ms=self._daemon.lease_ms, adopt_raw=adopt
-                )
-                claims += got
-        self._stale_events += len(stale)
-        if self._stale_events and time.monotonic() - self._stale_logged_at >= 5.0:
-            log.warning(
-                "events.stale",
-                keys=self._stale_events,
-                note="expired events queued too long to adopt raw keys safely; indexed ones claimed",
-            )
-            self._stale_events, self._stale_logged_at = 0, time.monotonic()
-        return now, claims
+        """Take the keys of key events to the store in batches; forever (``pipeline.events``)."""
+        await self.events.run()
 
     async def drain_backlog(self) -> int:
         """Start-up: claim everything already due, waiting for capacity as needed."""
@@ -193,16 +137,3 @@ class Intake:
                 return total
             if self.capacity.free() < self._refill_at():
                 await self.capacity.room(self._refill_at())
-
-
-def _raise_if_cancelled() -> None:
-    """Re-raise a cancellation that redis-py swallowed.
-
-    redis-py 8.1 (asyncio) sometimes loses a CancelledError delivered while a command is in
-    flight (about one cancel in six while a script reply is being read, measured against a
-    private redis-server). A loop cancelled at shutdown then runs on, and the daemon never
-    exits on SIGTERM. ``Task.cancelling()`` still remembers the request.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

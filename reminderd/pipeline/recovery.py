@@ -7,19 +7,22 @@ due while we were away (each goes through the one pipeline, under its misfire po
 
 from __future__ import annotations
 
-import re
+import asyncio
 import time
 
 import structlog
 from redis.exceptions import RedisError
 
-from reminderd.core.trigger_keys import TriggerKey, parse_key
+from reminderd.pipeline.events import ADOPT_BATCH, report_adoption, trigger_rule
+from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.intake import Intake
 from reminderd.pipeline.runtime import Context
+from reminderd.storage.names import trigger_pattern
 from reminderd.storage.server import ServerIdentity, server_identity
 
 log = structlog.get_logger("reminderd.pipeline.recovery")
-_GLOB = re.compile(r"([*?\[\]\\])")
+SCAN_COUNT = 10_000  # keys a SCAN step looks at: few round trips over millions of keys
+PROGRESS_EVERY_S = 5.0
 
 
 class Recovery:
@@ -55,17 +58,36 @@ class Recovery:
         log.info("reconcile.done", **summary)
         return summary
 
-    async def adopt_all(self) -> int:
-        """Scan every rule prefix to the end (start-up)."""
-        total = 0
+    async def adopt_all(self, reason: str = "startup") -> int:
+        """A full adoption pass: every rule prefix scanned to the end, with progress in the log.
+
+        Run at start-up and after every gap in the subscription (``Hints.gap``), when
+        expire events of raw keys may have been lost.
+        """
+        started = last_log = time.monotonic()
+        scanned = adopted = 0
         for prefix in self.ctx.settings.prefixes:
             cursor = 0
             while True:
-                cursor, n = await self._adopt_step(prefix, cursor, 1000)
-                total += n
+                cursor, seen, n = await self._adopt_step(prefix, cursor, SCAN_COUNT, "scan")
+                scanned, adopted = scanned + seen, adopted + n
+                if time.monotonic() - last_log >= PROGRESS_EVERY_S:
+                    last_log = time.monotonic()
+                    _log_pass("adoption.progress", reason, scanned, adopted, last_log - started)
                 if cursor == 0:
                     break
-        return total
+        _log_pass("adoption.done", reason, scanned, adopted, time.monotonic() - started)
+        return adopted
+
+    async def run_gap_passes(self, hints: Hints) -> None:
+        """A full adoption pass after each gap in the subscription; forever."""
+        while True:
+            await hints.gap.wait()
+            hints.gap.clear()
+            try:
+                await self.adopt_all("gap")
+            except RedisError as exc:
+                log.warning("adoption.failed", error=str(exc), note="the periodic adoption scan goes on")
 
     async def adopt_scan(self) -> None:
         """Periodic, bounded: continue each prefix's SCAN where the last run stopped."""
@@ -74,28 +96,23 @@ class Recovery:
             cursor = self._cursors.get(prefix, 0)
             step, seen = min(1000, budget), 0
             while seen < budget:
-                cursor, _n = await self._adopt_step(prefix, cursor, step)
+                cursor, _seen, _n = await self._adopt_step(prefix, cursor, step, "periodic_scan")
                 seen += step
                 if cursor == 0:
                     break
             self._cursors[prefix] = cursor
 
-    async def _adopt_step(self, prefix: str, cursor: int, count: int) -> tuple[int, int]:
-        pattern = _GLOB.sub(r"\\\1", prefix) + "-*"
-        cursor, keys = await self.store.scan_trigger_keys(cursor, pattern, count)
+    async def _adopt_step(self, prefix: str, cursor: int, count: int, source: str) -> tuple[int, int, int]:
+        """One SCAN step and the adoption of what it found, in concurrent batches: (cursor, seen, adopted)."""
+        cursor, keys = await self.store.raw.scan(cursor, trigger_pattern(prefix), count)
         prefixes = self.ctx.settings.prefixes
-        wanted = [k for k in keys if isinstance(p := parse_key(k, prefixes), TriggerKey) and p.rule == prefix]
-        if not wanted:
-            return cursor, 0
+        wanted = [k for k in keys if trigger_rule(k, prefixes) == prefix]
         limit = self.ctx.settings.limits.payload_max_bytes
-        found = await self.store.adopt(wanted, payload_max_bytes=limit)
-        if found.adopted:
-            self.ctx.metrics.adopted(prefix, found.adopted)
-            log.info("reminder.adopted", count=found.adopted, rule=prefix)
-        for key in found.oversized:
-            self.ctx.metrics.dead_lettered(prefix)
-            log.error("reminder.dead_lettered", key=key, reason="payload_too_large", limit_bytes=limit)
-        return cursor, found.adopted
+        batches = [wanted[i : i + ADOPT_BATCH] for i in range(0, len(wanted), ADOPT_BATCH)]
+        found = await asyncio.gather(*(self.store.raw.adopt(b, payload_max_bytes=limit) for b in batches))
+        for one in found:
+            report_adoption(self.ctx, one, prefix, source)
+        return cursor, len(keys), sum(one.adopted for one in found)
 
     async def repair_all(self) -> int:
         """Re-create missing trigger keys of every future index entry."""
@@ -143,3 +160,10 @@ class Recovery:
                 "(enable AOF persistence to keep them across restarts)",
             )
         return True
+
+
+def _log_pass(event: str, reason: str, scanned: int, adopted: int, took_s: float) -> None:
+    rate = round(scanned / took_s) if took_s > 0 else scanned
+    log.info(
+        event, reason=reason, scanned=scanned, adopted=adopted, took_ms=round(took_s * 1000), keys_per_s=rate
+    )

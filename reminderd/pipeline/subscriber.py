@@ -1,39 +1,51 @@
-"""The subscriber: expired events and wake-ups, read fast and left as hints for intake.
+"""The subscriber: key events and wake-ups, read fast and left as hints for intake.
 
 It never processes anything itself, so a burst of expirations cannot back up into
 Redis's pubsub output buffer and get this connection cut. redis-py re-subscribes
 silently after a dropped connection; a second confirmation for a channel is how we
-notice, and every re-subscription asks for an immediate sweep (events may have been
-lost while the connection was down). Everything it learns goes into ``Hints``.
+notice, and every re-subscription asks for an immediate sweep and a full adoption pass
+(events may have been lost while the connection was down). Everything it learns goes
+into ``Hints``.
+
+It listens on ``__keyevent@<db>__:expired`` and, with ``daemon.raw_key_events``, on the
+keyspace channels of the rule prefixes (``__keyspace@<db>__:<prefix>-*``, flags K and g):
+Redis filters those by prefix, so the daemon hears only of trigger keys, and each message
+names the event: ``expire`` (a key written with a TTL, or its TTL moved) and ``del`` are
+taken; the rest (the same expiry again, renames) are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from reminderd.core.trigger_keys import Rejection, parse_key
+from reminderd.pipeline.events import trigger_rule
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.runtime import Context
-from reminderd.storage.names import expired_channel
+from reminderd.storage.names import expired_channel, keyspace_prefix, trigger_pattern
 
 log = structlog.get_logger("reminderd.pipeline.subscriber")
 
 
 class Subscriber:
-    """Subscribes to ``__keyevent@<db>__:expired`` and the namespace's wake channel."""
+    """Subscribes to the key events of the rule prefixes and the namespace's wake channel."""
 
     def __init__(self, client: aioredis.Redis, db: int, ctx: Context, hints: Hints) -> None:
         self.client = client
         self.channel = expired_channel(db)
+        self.keyspace = keyspace_prefix(db)
         self.names = ctx.store.names
         self.ctx = ctx
         self.hints = hints
         self.subscribed = asyncio.Event()
+        self.subscribed_once = False
         self.canaries: dict[str, asyncio.Future[None]] = {}
         self._logged_reasons: set[str] = set()
         self._internal = self.names.namespace + ":"
@@ -53,39 +65,66 @@ class Subscriber:
             else:
                 delay_s = 0.1
 
+    def _patterns(self) -> list[str]:
+        """The keyspace patterns of every rule prefix's trigger keys (none without raw-key events)."""
+        if not self.ctx.settings.daemon.raw_key_events:
+            return []
+        return [self.keyspace + trigger_pattern(p) for p in self.ctx.settings.prefixes]
+
     async def _listen(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=False)
         confirmed: set[str] = set()
+        patterns = self._patterns()
+        expected = {self.names.wake, self.channel, *patterns}
         try:
-            await pubsub.subscribe(self.channel, self.names.wake)
+            if patterns:
+                await pubsub.psubscribe(*patterns)
+            await pubsub.subscribe(*(expected - set(patterns)))
             while True:
                 msg = await pubsub.get_message(timeout=None)
                 if msg is not None:
-                    self._dispatch(msg, confirmed)
+                    self._dispatch(msg, confirmed, expected)
+                for reply in _buffered(pubsub):
+                    self._dispatch(_as_message(reply), confirmed, expected)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def _dispatch(self, msg: dict[str, Any], confirmed: set[str]) -> None:
+    def _dispatch(self, msg: dict[str, Any], confirmed: set[str], expected: set[str]) -> None:
         kind, channel = msg["type"], msg["channel"]
-        if kind == "subscribe":
-            self._on_subscribe(channel, confirmed)
+        if kind == "pmessage":
+            self._on_key_event(channel[len(self.keyspace) :], msg["data"])
+        elif kind in ("subscribe", "psubscribe"):
+            self._on_subscribe(channel, confirmed, expected)
         elif kind == "message":
             if channel == self.channel:
                 self._on_expired(msg["data"])
             elif channel == self.names.wake:
                 self.hints.due_at(_int_or_none(msg["data"]))
 
-    def _on_subscribe(self, channel: str, confirmed: set[str]) -> None:
+    def _on_key_event(self, key: str, event: str) -> None:
+        # An expiry comes through the expired channel, which works with the flags Ex alone
+        # (where CONFIG is refused and K was never set, the keyspace channels stay silent).
+        if event == "expire":
+            # A name that is no trigger key is counted and logged once, on its expired event.
+            if trigger_rule(key, self.ctx.settings.prefixes):
+                self.hints.written.add(key)
+        elif event == "del":
+            self.hints.deleted.add(key)  # only a raw record's key is looked at; no parse needed
+
+    def _on_subscribe(self, channel: str, confirmed: set[str], expected: set[str]) -> None:
         if channel in confirmed:
             log.warning("redis.resubscribed", channel=channel)
-            if channel == self.channel:
+            if channel != self.names.wake:
                 self.hints.new_connection()
             return
         confirmed.add(channel)
-        if len(confirmed) == 2:
+        if confirmed >= expected:
+            if self.subscribed_once:  # a new subscription after a lost one: events may be lost
+                self.hints.new_connection()
+            self.subscribed_once = True
             self.subscribed.set()
             self.ctx.metrics.set_subscriber_connected(True)
-            log.info("redis.subscribed", channel=self.channel)
+            log.info("redis.subscribed", channels=sorted(expected))
 
     def _on_expired(self, key: str) -> None:
         if key.startswith(self._internal):
@@ -93,11 +132,18 @@ class Subscriber:
             if fut is not None and not fut.done():
                 fut.set_result(None)
             return
+        if self._trigger(key):
+            self.hints.key_expired(key)
+
+    def _trigger(self, key: str) -> bool:
+        """Whether ``key`` is a trigger key (a rejection is counted, and logged as _reject says)."""
+        if trigger_rule(key, self.ctx.settings.prefixes):
+            return True
         parsed = parse_key(key, self.ctx.settings.prefixes)
         if isinstance(parsed, Rejection):
             self._reject(parsed)
-            return
-        self.hints.key_expired(key)
+            return False
+        return True
 
     def _reject(self, rejection: Rejection) -> None:
         no_rule = rejection.reason == "matches no configured rule prefix"
@@ -117,6 +163,29 @@ class Subscriber:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.canaries[key] = fut
         return fut
+
+
+def _buffered(pubsub: PubSub) -> Iterator[list[Any]]:
+    """The replies already read from the socket, parsed without awaiting.
+
+    A burst of key events arrives by the thousand; ``get_message`` costs tens of
+    microseconds of redis-py per message (retry wrapper, push handler, a logger lookup),
+    while every read from the socket brings up to 64 kB of messages. Those are taken here
+    straight from the hiredis reader (``redis[hiredis]`` is a dependency); without it,
+    nothing is, and ``get_message`` reads them one by one.
+    """
+    reader = getattr(getattr(pubsub.connection, "_parser", None), "_reader", None)
+    if reader is None:
+        return
+    while isinstance(reply := reader.gets(), list):
+        yield reply
+
+
+def _as_message(reply: list[Any]) -> dict[str, Any]:
+    """A raw pub/sub reply in ``get_message``'s shape (``pmessage``: pattern, channel, data)."""
+    if reply[0] == "pmessage":
+        return {"type": "pmessage", "pattern": reply[1], "channel": reply[2], "data": reply[3]}
+    return {"type": reply[0], "channel": reply[1], "data": reply[2] if len(reply) > 2 else None}
 
 
 def _printable(name: str) -> str:

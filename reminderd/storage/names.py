@@ -9,12 +9,31 @@ primary (optionally behind Sentinel), and the README says so.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_GLOB = re.compile(r"([*?\[\]\\])")
 
 
 def expired_channel(db: int) -> str:
     """Pub/sub channel on which Redis announces expired keys of database ``db``."""
     return f"__keyevent@{db}__:expired"
+
+
+def keyspace_prefix(db: int) -> str:
+    """Prefix of the pub/sub channel (flag K) on which Redis announces each event of one key of
+    database ``db``: the key name follows, the message is the event (``expire``, ``del``, ...)."""
+    return f"__keyspace@{db}__:"
+
+
+def glob_pattern(prefix: str) -> str:
+    """A glob (SCAN MATCH, PSUBSCRIBE) matching every name that starts with ``prefix``."""
+    return _GLOB.sub(r"\\\1", prefix) + "*"
+
+
+def trigger_pattern(rule: str) -> str:
+    """A glob matching the trigger keys of rule prefix ``rule`` (``<rule>-*``)."""
+    return glob_pattern(f"{rule}-")
 
 
 @dataclass(frozen=True, slots=True)

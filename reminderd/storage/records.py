@@ -51,6 +51,19 @@ CLAIM_FIELDS = (
 )
 
 
+class Note(StrEnum):
+    """What a claim or adoption did with a key instead of claiming it (a claim reply's notes)."""
+
+    WITHDRAWN = "withdrawn"  # a raw key alive without an expiry (PERSIST, SET without EX)
+    ALIVE = "alive"  # an expired event for a key that exists: adopted at its real expiry
+    OVERSIZED = "oversized"  # a raw value above payload_max_bytes: dead-lettered, key deleted
+    PROVEN = "proven"  # an expired event for a key the fired ledger says fired already
+    LOST = "lost"  # a raw key gone before it was seen alive, not fired (rule or stale event)
+
+
+RESET = 2  # a finish result: applied, and the raw key was written again meanwhile (adopt it)
+
+
 def key_of(member: str) -> str:
     """The trigger key an index member belongs to."""
     return member.split(AUX_SEP, 1)[0]
@@ -127,6 +140,7 @@ class Adoption:
     known: int  # already had a record
     other: int  # not a reminder (no expiry, not a string, gone)
     oversized: tuple[str, ...]  # dead-lettered and deleted: value above ``payload_max_bytes``
+    moved: int = 0  # raw reminders whose producer moved the key's expiry: due time followed
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:
@@ -172,12 +186,22 @@ _SCH, _NOM, _MIS, _DONE, _RAW = (
 )
 
 
-def parse_claims(res: list[Any]) -> tuple[int, list[Claim]]:
-    """Parse a claim script's flat reply: Redis now, then per claim its member and CLAIM_FIELDS."""
-    now = int(res[0])
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claim script's reply: Redis's clock, the claims, and the notes on keys not claimed."""
+
+    now_ms: int
+    claims: list[Claim]
+    notes: tuple[tuple[str, Note], ...] = ()
+
+
+def parse_claims(res: list[Any]) -> Claimed:
+    """Parse a claim script's flat reply: Redis now, the notes, then per claim its member and CLAIM_FIELDS."""
+    now, flat = int(res[0]), res[1]
+    notes = tuple((str(flat[i]), Note(flat[i + 1])) for i in range(0, len(flat), 2))
     width = 1 + len(CLAIM_FIELDS)
     claims = []
-    for i in range(1, len(res), width):
+    for i in range(2, len(res), width):
         row = res[i : i + width]
         due, nominal, misfire = row[_DUE], row[_NOM], row[_MIS]
         claims.append(
@@ -195,7 +219,7 @@ def parse_claims(res: list[Any]) -> tuple[int, list[Claim]]:
                 now_ms=now,
             )
         )
-    return now, claims
+    return Claimed(now, claims, notes)
 
 
 def _schedule(text: str, nominal: str) -> Schedule:

@@ -1,6 +1,7 @@
-"""Facts about the Redis server: its expired-key events, its identity, its risky settings.
+"""Facts about the Redis server: its key events, its identity, its risky settings.
 
-Make Redis announce expired keys, prove that it does, and report risky settings; tell who
+Make Redis announce expired keys (and, for raw keys, writes and deletes of trigger keys),
+prove that it does, and report risky settings; tell who
 the server is (``run_id``, replication id) so a restart or failover, after which events
 may have been lost and the flags may be gone, is noticed.
 
@@ -26,6 +27,12 @@ log = structlog.get_logger("reminderd.storage.server")
 _ALIAS_A = set("g$lshzxetd")
 
 
+def required_flags(raw_key_events: bool) -> str:
+    """The notify flags reminderd needs: expired events (``Ex``), and with raw-key events the
+    keyspace channels (``K``) of generic commands (``g``: ``expire``, ``del``)."""
+    return "ExKg" if raw_key_events else "Ex"
+
+
 def merge_flags(current: str, required: str = "Ex") -> str:
     """``current`` plus whatever of ``required`` it lacks, keeping every existing flag."""
     have = set(current)
@@ -47,8 +54,8 @@ class NotifyState:
     warnings: list[str] = field(default_factory=list)
 
 
-async def ensure_notifications(client: aioredis.Redis, *, manage: bool) -> NotifyState:
-    """Read, merge and (if allowed and managed) set ``notify-keyspace-events``."""
+async def ensure_notifications(client: aioredis.Redis, *, manage: bool, required: str = "Ex") -> NotifyState:
+    """Read, merge ``required`` into and (if allowed and managed) set ``notify-keyspace-events``."""
     state = NotifyState(managed=manage)
     try:
         reply = await client.config_get("notify-keyspace-events")
@@ -58,12 +65,14 @@ async def ensure_notifications(client: aioredis.Redis, *, manage: bool) -> Notif
         _warn_sweep_only(state)
         return state
     state.flags = current
-    wanted = merge_flags(current)
+    wanted = merge_flags(current, required)
     if wanted == current:
         state.ok = True
         return state
     if not manage:
-        state.problem = f"notify-keyspace-events is {current!r}; expired events need 'Ex' (management off)"
+        state.problem = (
+            f"notify-keyspace-events is {current!r}; reminderd needs {required!r} (management off)"
+        )
         _warn_sweep_only(state)
         return state
     try:

@@ -16,11 +16,15 @@ import redis.asyncio as aioredis
 from reminderd.core.schedules import Once, Schedule, schedule_to_json
 from reminderd.models import Misfire, Reminder
 from reminderd.storage.names import Names
+from reminderd.storage.raw import RawKeys
 from reminderd.storage.records import (
     AUX_SEP,
     DONE_SEP,
+    RESET,
     Adoption,
     Claim,
+    Claimed,
+    Note,
     ReplayRequest,
     ScheduleRequest,
     decode_payload,
@@ -34,13 +38,17 @@ from reminderd.storage.verdicts import Completion, DeadLetterRequest, Deferral, 
 
 __all__ = [
     "AUX_SEP",
+    "RESET",
     "Adoption",
     "Claim",
+    "Claimed",
     "Completion",
     "DeadLetterRequest",
     "Deferral",
     "DisarmCursor",
     "FinishItem",
+    "Note",
+    "RawKeys",
     "ReplayRequest",
     "Retry",
     "ScheduleRequest",
@@ -79,6 +87,7 @@ class Store:
         self.redis = redis
         self.names = names
         self._run = Scripts(redis, names)
+        self.raw = RawKeys(redis, self._run, DEAD_MAXLEN)
 
     # -- scheduling -----------------------------------------------------------------
 
@@ -159,11 +168,6 @@ class Store:
         """The rank of the first index entry due after ``ms``."""
         return int(await self.redis.zcount(self.names.due, "-inf", ms))
 
-    async def scan_trigger_keys(self, cursor: int, pattern: str, count: int) -> tuple[int, list[str]]:
-        """One SCAN step over string keys matching ``pattern`` (raw trigger keys to adopt)."""
-        cursor, keys = await self.redis.scan(cursor, match=pattern, count=count, _type="string")
-        return int(cursor), [str(k) for k in keys]
-
     async def hash_fields(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str]]:
         """Fields of hashes outside the namespace (user lookup hashes) in one round trip.
 
@@ -198,32 +202,44 @@ class Store:
 
     # -- the pipeline's steps -------------------------------------------------------
 
-    async def claim_due(self, instance: str, *, limit: int, lease_ms: int) -> tuple[int, list[Claim]]:
-        """Claim up to ``limit`` due occurrences from the index; (redis now, claims)."""
+    async def claim_due(self, instance: str, *, limit: int, lease_ms: int) -> Claimed:
+        """Claim up to ``limit`` due occurrences from the index (raw ones only once their key is gone)."""
         return parse_claims(await self._run("claim_due", instance=instance, args=[limit, lease_ms]))
 
     async def claim_keys(
-        self, instance: str, members: Sequence[str], *, lease_ms: int, adopt_raw: bool
-    ) -> tuple[int, list[Claim]]:
-        """Claim the given members if due (expired events); raw keys get a record if allowed."""
-        args = [lease_ms, "1" if adopt_raw else "0", *members]
+        self,
+        instance: str,
+        members: Sequence[str],
+        *,
+        lease_ms: int,
+        fire_unseen: bool,
+        payload_max_bytes: int,
+    ) -> Claimed:
+        """Claim the given members if due (expired events, hints only: see claim_keys.lua).
+
+        ``fire_unseen``: a record-less key that is gone and not proven fired becomes a raw
+        one-shot due now; otherwise it is noted lost. A key that exists is adopted instead.
+        """
+        flag = "1" if fire_unseen else "0"
+        args: list[str | int] = [lease_ms, flag, payload_max_bytes, DEAD_MAXLEN, *members]
         return parse_claims(await self._run("claim_keys", instance=instance, args=args))
 
     async def finish_many(
         self, instance: str, items: Sequence[FinishItem], *, fired_window_ms: int
-    ) -> list[bool]:
-        """Apply verdicts of any kind in one script call; per item, whether it was still ours.
+    ) -> list[int]:
+        """Apply verdicts of any kind in one script call; per item 0 (not ours any more), 1
+        (applied) or ``RESET`` (applied; the raw key was written again meanwhile: adopt it).
 
         ``fired_window_ms`` is how long a finished one-shot is remembered against a late
         expired event (``daemon.raw_dedupe_window``, read by the caller when it finishes).
         """
         return await self._finish(instance, items, fired_window_ms)
 
-    async def _finish(self, instance: str, items: Sequence[FinishItem], window_ms: int | None) -> list[bool]:
+    async def _finish(self, instance: str, items: Sequence[FinishItem], window_ms: int | None) -> list[int]:
         if not items:
             return []
         args = ["" if window_ms is None else window_ms, DEAD_MAXLEN, *finish_args(items)]
-        return [bool(x) for x in await self._run("finish", instance=instance, args=args)]
+        return [int(x) for x in await self._run("finish", instance=instance, args=args)]
 
     async def complete_many(
         self, instance: str, items: Sequence[Completion], *, stat: str | None = None, fired_window_ms: int
@@ -234,7 +250,7 @@ class Store:
         """
         if stat is not None:
             items = [replace(item, stat=stat) for item in items]
-        return sum(await self._finish(instance, items, fired_window_ms))
+        return sum(bool(x) for x in await self._finish(instance, items, fired_window_ms))
 
     async def fail(self, instance: str, item: Retry | DeadLetterRequest, *, fired_window_ms: int) -> int:
         """Retry later or dead-letter; 0 not ours, 1 retry scheduled, 2 dead-lettered."""
@@ -244,7 +260,7 @@ class Store:
     async def defer(self, instance: str, claim: Claim, until_ms: int) -> bool:
         """Move the claimed occurrence to ``until_ms`` keeping its number and nominal due."""
         (ours,) = await self._finish(instance, [Deferral(claim.member, claim.occurrence, until_ms)], None)
-        return ours
+        return bool(ours)
 
     async def mark_done(self, instance: str, claim: Claim, processor: str) -> bool:
         """Record one processor as finished for the claimed occurrence."""
@@ -258,13 +274,6 @@ class Store:
         for member, occ in claims:
             args += [member, occ]
         return int(await self._run("renew", instance=instance, args=args))
-
-    async def adopt(self, keys: Sequence[str], *, payload_max_bytes: int) -> Adoption:
-        """Adopt raw trigger keys; a value above ``payload_max_bytes`` is dead-lettered instead."""
-        adopted, known, other, oversized = await self._run(
-            "adopt", args=[payload_max_bytes, DEAD_MAXLEN, *keys]
-        )
-        return Adoption(int(adopted), int(known), int(other), tuple(oversized))
 
     async def disarm(self, from_ms: int, until_ms: int, *, page: int = 5000) -> int:
         """Delete trigger keys of entries due in (from_ms, until_ms] before they expire."""

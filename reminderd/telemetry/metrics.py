@@ -46,6 +46,18 @@ class Metrics:
         self._adopted = Counter(
             "reminderd_adopted", "Raw SET keys adopted into the index.", ["rule"], registry=r
         )
+        self._lost = Counter(
+            "reminderd_lost",
+            "Raw reminders not fired and not proven fired (see reminder.lost).",
+            ["rule"],
+            registry=r,
+        )
+        self._raw = Counter(
+            "reminderd_raw_outcomes",
+            "What became of raw keys besides firing (withdrawn, cancelled, moved, alive, proven, lost, ...).",
+            ["rule", "outcome"],
+            registry=r,
+        )
         self._rejected = Counter(
             "reminderd_rejected_keys", "Keys that are not trigger keys.", ["reason"], registry=r
         )
@@ -108,6 +120,14 @@ class Metrics:
     def adopted(self, rule: str, count: int = 1) -> None:
         """Trigger keys written with a raw SET got their index records."""
         self._adopted.labels(rule).inc(count)
+
+    def lost(self, rule: str) -> None:
+        """A raw reminder was given up on without proof that it fired (logged with its key)."""
+        self._lost.labels(rule).inc()
+
+    def raw_outcome(self, rule: str, outcome: str, count: int = 1) -> None:
+        """Raw keys the claim, adoption or del path did something with other than firing."""
+        self._raw.labels(rule, outcome).inc(count)
 
     def rejected_key(self, reason: str) -> None:
         """A key name matched no rule or did not parse."""

@@ -28,6 +28,8 @@ from reminderd.pipeline.intake import Intake
 from reminderd.pipeline.runtime import Context, Runtime
 from reminderd.processors.base import Processor
 from reminderd.storage.names import Names
+from reminderd.storage.records import RecordField
+from reminderd.storage.server import ensure_notifications, required_flags
 from reminderd.storage.store import ScheduleRequest, Store, encode_payload
 from reminderd.telemetry.metrics import Metrics
 
@@ -79,7 +81,8 @@ class Pipeline:
     async def step(self, source: str = "sweep") -> list[Verdict]:
         """Claim everything due and take each claim to its written verdict; the verdicts."""
         lease_ms = self.ctx.settings.daemon.lease_ms
-        now, claims = await self.store.claim_due(INSTANCE, limit=1000, lease_ms=lease_ms)
+        claimed = await self.store.claim_due(INSTANCE, limit=1000, lease_ms=lease_ms)
+        now, claims = claimed.now_ms, claimed.claims
         self.intake.clock.observe(now)
         return list(await asyncio.gather(*(self.dispatcher.occurrence(c, source) for c in claims)))
 
@@ -88,6 +91,29 @@ class Pipeline:
         claimed = await self.intake.sweep_once()
         assert await self.dispatcher.drain(10) == 0
         return claimed
+
+    async def expired(self, *keys: str, age_s: float = 0.0) -> int:
+        """Expired events for ``keys`` (queued ``age_s`` ago), claimed as one batch and taken to
+        their verdicts; how many were claimed."""
+        for key in keys:
+            self.hints.expired[key] = time.monotonic() - age_s
+        claimed = await self.intake.events.claim_expired_once()
+        assert await self.dispatcher.drain(10) == 0
+        return claimed
+
+    async def raw_key(self, key: str = KEY, ttl_ms: int = 60_000, value: str = "1") -> int:
+        """A producer's ``SET key value PX ttl_ms``, adopted as its expire event would be; its due ms."""
+        await self.redis.set(key, value, px=ttl_ms)
+        assert (await self.store.raw.adopt([key], payload_max_bytes=16_384)).adopted == 1
+        due = await self.due_ms(key)
+        assert due is not None
+        return due
+
+    async def come_due(self, key: str = KEY) -> None:
+        """Make the indexed reminder of ``key`` due now (its key left as it is)."""
+        now = await self.now_ms()
+        await self.redis.hset(self.store.names.record(key), RecordField.DUE, now - 1)
+        await self.redis.zadd(self.store.names.due, {key: now - 1})
 
     async def schedule(
         self,
@@ -149,6 +175,12 @@ async def running(
             flusher.cancel()
     finally:
         await client.aclose()
+
+
+async def key_events(client: aioredis.Redis, *, raw: bool = True) -> None:
+    """Have Redis announce what the daemon's subscriber listens to (the daemon merges these flags itself)."""
+    state = await ensure_notifications(client, manage=True, required=required_flags(raw))
+    assert state.ok, state.problem
 
 
 async def wait_for(check: Callable[[], Awaitable[Any]], timeout_s: float = 5.0) -> Any:

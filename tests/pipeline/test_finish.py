@@ -32,7 +32,7 @@ async def test_a_refused_write_is_sent_again_except_for_retries(fresh_redis: Red
         now = await p.now_ms()
         for user in (1, 2):
             await p.schedule(now - 10, key=f"send_message-{user}-x")
-        _, claims = await p.store.claim_due(INSTANCE, limit=10, lease_ms=30_000)
+        claims = (await p.store.claim_due(INSTANCE, limit=10, lease_ms=30_000)).claims
         await p.redis.config_set("min-replicas-to-write", 1)  # every write now fails: NOREPLICAS
         tasks = {c.key: asyncio.create_task(p.dispatcher.occurrence(c, "sweep")) for c in claims}
         with pytest.raises(RedisError, match="NOREPLICAS"):

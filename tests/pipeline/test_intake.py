@@ -12,7 +12,7 @@ from reminderd.config.model import RedisSettings
 from reminderd.models import Occurrence
 from reminderd.pipeline.subscriber import Subscriber
 from reminderd.storage.connection import make_client
-from tests.pipeline.harness import KEY, Pipeline, Recorder, running, wait_for
+from tests.pipeline.harness import KEY, Pipeline, Recorder, key_events, running, wait_for
 from tests.pipeline.test_verdicts import config
 
 
@@ -99,6 +99,7 @@ async def test_expired_event_adopts_and_fires_a_raw_key(
     """A raw SET key with a TTL fires through the subscriber's hint and intake's event batch."""
     rec = Recorder()
     async with running(redis_url, config(), {"rec": rec}) as p:
+        await key_events(p.redis)
         subscriber = Subscriber(pubsub_client, 0, p.ctx, p.hints)
         tasks = [asyncio.create_task(subscriber.run()), asyncio.create_task(p.intake.run_events())]
         try:

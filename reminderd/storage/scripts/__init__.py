@@ -1,11 +1,12 @@
 """The Lua scripts and their loader: one prelude before every script, one calling convention.
 
 The prelude's first lines are generated here from the Python that owns each name: the
-record's field letters from ``records.RecordField``, the key builders from ``names.Names``,
-the separators from ``records``. Then comes ``prelude.lua`` (clock, ownership, the
-trigger-key rule, the claim and finish steps), then the script. ``Scripts.__call__``
-applies the convention written at the top of ``prelude.lua``: the shared keys and the
-namespace and instance first, the script's own keys and arguments after them.
+record's field letters from ``records.RecordField``, the claim notes from ``records.Note``,
+the key builders from ``names.Names``, the separators from ``records``. Then comes
+``prelude.lua`` (clock, ownership, the trigger-key rule, the claim and finish steps),
+then the script. ``Scripts.__call__`` applies the convention written at the top of
+``prelude.lua``: the shared keys and the namespace and instance first, the script's own
+keys and arguments after them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from reminderd.storage.names import Names
-from reminderd.storage.records import AUX_SEP, CLAIM_FIELDS, DONE_SEP, RecordField, key_of
+from reminderd.storage.records import AUX_SEP, CLAIM_FIELDS, DONE_SEP, RESET, Note, RecordField, key_of
 
 _FILES = resources.files(__name__)
 _NS, _M = "\x00ns\x00", "\x00m\x00"  # placeholders: the namespace, the member
@@ -52,6 +53,8 @@ def _generated() -> str:
         f"local F = {{{fields}}}",
         f"local CLAIMED = {{{', '.join(lua_string(f.value) for f in CLAIM_FIELDS)}}}",
         f"local AUX_SEP, DONE_SEP = {lua_string(AUX_SEP)}, {lua_string(DONE_SEP)}",
+        f"local NOTE = {{{', '.join(f'{n.name.lower()} = {lua_string(n.value)}' for n in Note)}}}",
+        f"local RESET = {RESET}",
         "local NS = ARGV[1]",
         f"local WAKE = {_concat(names.wake)}",
         *(f"local function {name}(m) return {_concat(build(_M))} end" for name, build in builders.items()),

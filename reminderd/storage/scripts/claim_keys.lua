@@ -1,19 +1,36 @@
--- Claim the given members if due: the keys of expired events. A key without a record is,
--- when allowed and no fired marker says it just fired, a raw one-shot due now.
--- ARGV[3] lease_ms, ARGV[4] adopt raw keys '1'/'0', ARGV[5..] members
--- Returns {now_ms, member, CLAIMED fields..., member, ...}.
-local now, lease = now_ms(), tonumber(ARGV[3])
-local out = {now}
-for i = 5, #ARGV do
+-- Claim the given members if due: the keys of expired events. An event is a hint, never an
+-- order: an indexed reminder is claimed only if due (and a raw one only once its key is
+-- gone, prelude's take()). A key without a record that exists is alive (re-set, or the event
+-- was forged): it is adopted with its real expiry, never fired, never deleted. One that is
+-- gone and proven fired by the ledger is dropped. Otherwise, with ARGV[4] '1' (the rule fires
+-- raw keys never seen alive, and the event is fresh) it becomes a raw one-shot due now and is
+-- claimed; with '0' it is noted lost.
+-- ARGV[3] lease_ms, ARGV[4] fire unseen raw keys '1'/'0', ARGV[5] payload_max_bytes,
+-- ARGV[6] dead-letter stream maxlen, ARGV[7..] members
+-- Returns {now_ms, notes, member, CLAIMED fields..., member, ...}; notes: pairs of member and
+-- NOTE (withdrawn, alive, oversized, proven, lost).
+local now, lease, max_bytes, maxlen = now_ms(), tonumber(ARGV[3]), tonumber(ARGV[5]), ARGV[6]
+local notes = {}
+local out = {now, notes}
+for i = 7, #ARGV do
   local m = ARGV[i]
   local rec = record_key(m)
   local f = redis.call('HMGET', rec, unpack(CLAIMED))
-  if not f[CLAIMED_AT[F.due]] and ARGV[4] == '1' and redis.call('EXISTS', fired_key(m)) == 0 then
+  if f[CLAIMED_AT[F.due]] then
+    take(m, f, now, lease, out, notes)
+  elseif redis.call('EXISTS', m) == 1 then
+    local got = adopt_key(m, rec, now, max_bytes, maxlen)
+    if got == NOTE.oversized then note(notes, m, got) elseif got then note(notes, m, NOTE.alive) end
+  elseif redis.call('EXISTS', fired_key(m)) == 1 then
+    note(notes, m, NOTE.proven)
+  elseif ARGV[4] == '1' then
     redis.call('HSET', rec, F.due, now, F.occurrence, 1, F.raw, 1)
     redis.call('ZADD', DUE, now, m)
     f = {}
     f[CLAIMED_AT[F.due]], f[CLAIMED_AT[F.occurrence]], f[CLAIMED_AT[F.raw]] = tostring(now), '1', '1'
+    take(m, f, now, lease, out, notes)
+  else
+    note(notes, m, NOTE.lost)
   end
-  take(m, f, now, lease, out)
 end
 return out

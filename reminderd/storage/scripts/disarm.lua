@@ -2,8 +2,9 @@
 -- before Redis expires them. The timer fires those from the index; deleting the keys
 -- first means Redis emits no expired event for them (a DEL of a live key is not an
 -- expiry), so a burst does not also flood every daemon's subscriber with events that
--- would only repeat what the index already said. Raw keys not yet in the index are
--- untouched: for them the expired event is the way in.
+-- would only repeat what the index already said. Raw keys are untouched, indexed or not:
+-- they are their producers' (whose TTL stays the truth), and not yet indexed, their
+-- expired event is the way in.
 -- Pages continue after the last entry seen (its score and member), by rank: O(log N) a
 -- page however deep into a burst, where an offset would walk every entry before it. If
 -- that entry moved meanwhile (claimed, re-armed), the page restarts at its old score.
@@ -24,7 +25,7 @@ local rows = redis.call('ZRANGE', DUE, start, start + limit - 1, 'WITHSCORES')
 local n = 0
 for j = 1, #rows, 2 do
   if tonumber(rows[j + 1]) > until_ms then return {n, score, member, 0} end
-  if not is_aux(rows[j]) then redis.call('DEL', rows[j]) end
+  if not is_aux(rows[j]) and redis.call('HGET', record_key(rows[j]), F.raw) ~= '1' then redis.call('DEL', rows[j]) end
   n, score, member = n + 1, rows[j + 1], rows[j]
 end
 return {n, score, member, (#rows == 2 * limit) and 1 or 0}

@@ -6,7 +6,8 @@
 --   R member occurrence retry_at error done                      retry: attempt counted
 --   W member occurrence until                                    deferral: no attempt used
 --   D member occurrence next_due error done reason pending       dead letter, then finish
--- Returns one 1 (applied) or 0 (not ours any more) per verdict.
+-- Returns per verdict 1 (applied), RESET (applied; the raw key was written again meanwhile:
+-- adopt it) or 0 (not ours any more).
 local window, maxlen, kinds = ARGV[3], ARGV[4], ARGV[5]
 local now = now_ms()
 local counts = {}
@@ -17,12 +18,12 @@ end
 -- Each kind: how many values follow member and occurrence, and what to do with them at `i`.
 local KIND = {
   C = {1, function(m, occ, rec, i)
-    finish(m, rec, occ, ARGV[i], now, window)
     count(ARGV[6])
+    return finish(m, rec, occ, ARGV[i], now, window)
   end},
   K = {2, function(m, occ, rec, i)
-    finish(m, rec, occ, ARGV[i], now, window)
     count(ARGV[i + 1])
+    return finish(m, rec, occ, ARGV[i], now, window)
   end},
   R = {3, function(m, occ, rec, i)
     redis.call('HINCRBY', rec, F.attempts, 1)
@@ -41,7 +42,7 @@ local KIND = {
     dead_letter({key = key_of(m), occurrence = occ, reason = ARGV[i + 3], error = ARGV[i + 1],
       attempts = attempts, pending = ARGV[i + 4], done = r[4] or '', payload = r[3] or '{}',
       due = r[2] or r[1]}, now, maxlen)
-    finish(m, rec, occ, ARGV[i], now, window)
+    return finish(m, rec, occ, ARGV[i], now, window)
   end},
 }
 
@@ -51,12 +52,12 @@ for n = 1, #kinds do
   local kind = KIND[string.sub(kinds, n, n)]
   local m, occ = ARGV[i], ARGV[i + 1]
   local rec, lock = record_key(m), lock_key(m)
-  local ok = owned(rec, lock, occ)
-  if ok then
+  local result = 0
+  if owned(rec, lock, occ) then
     redis.call('DEL', lock)
-    kind[2](m, occ, rec, i + 2)
+    result = kind[2](m, occ, rec, i + 2) or 1
   end
-  results[n] = ok and 1 or 0
+  results[n] = result
   i = i + 2 + kind[1]
 end
 for stat, n in pairs(counts) do redis.call('HINCRBY', STATS, stat, n) end

@@ -127,14 +127,60 @@ local function wake_if_earlier(lowest, earliest)
   end
 end
 
+-- A key's expiry in epoch ms, or -1 (no expiry) or -2 (no key). PEXPIRETIME where Redis
+-- has it (7.0: exact, so a re-read does not drift), else TIME + PTTL.
+local function expiry_ms(k, now)
+  local at = redis.pcall('PEXPIRETIME', k)
+  if type(at) == 'number' then return at end
+  local ttl = redis.call('PTTL', k)
+  if ttl < 0 then return ttl end
+  return now + ttl
+end
+
+-- Append to a claim reply's notes: what happened to `m` besides a claim (NOTE table above).
+local function note(notes, m, what)
+  notes[#notes + 1] = m
+  notes[#notes + 1] = what
+end
+
+-- Move a raw reminder to `due`, its key's expiry (the producer moved it).
+local function reindex(m, rec, due)
+  redis.call('HSET', rec, F.due, due)
+  redis.call('ZADD', DUE, due, m)
+end
+
+-- A raw key's TTL stays the truth (the producer owns the key): a raw reminder is due only
+-- once its key is gone. A key still alive was moved (SET ... EX, EXPIRE) and the index
+-- follows it; one alive without an expiry (PERSIST, SET without EX) withdraws the reminder.
+-- Neither is fired nor deleted. Returns true when the reminder may fire.
+local function raw_gone(m, rec, now, notes)
+  local at = expiry_ms(m, now)
+  if at == -2 then return true end
+  if at == -1 then
+    redis.call('DEL', rec)
+    redis.call('ZREM', DUE, m)
+    redis.call('HINCRBY', STATS, NOTE.withdrawn, 1)
+    note(notes, m, NOTE.withdrawn)
+  else
+    reindex(m, rec, at)
+  end
+  return false
+end
+
 -- Claim one occurrence whose claimed fields `f` (CLAIMED order) say it is due: win the
 -- SET NX PX lock, move the index score to the lease's end (so after a crash it comes due
 -- again exactly when the lock lapses) and delete the trigger key (a DEL, not an expiry, so
--- no late expired event is mistaken for a new raw key). Appends the claim to `out`.
-local function take(m, f, now, lease, out)
+-- no late expired event is mistaken for a new raw key). A raw reminder is claimed only
+-- once its key is gone (raw_gone). Appends the claim to `out`, anything else to `notes`.
+local function take(m, f, now, lease, out, notes)
   local due, occ = f[CLAIMED_AT[F.due]], f[CLAIMED_AT[F.occurrence]]
   if not due or tonumber(due) > now then return end
-  if not redis.call('SET', lock_key(m), lock_value(occ), 'NX', 'PX', lease) then return end
+  local lock = lock_key(m)
+  if not redis.call('SET', lock, lock_value(occ), 'NX', 'PX', lease) then return end
+  if f[CLAIMED_AT[F.raw]] == '1' and not is_aux(m) and not raw_gone(m, record_key(m), now, notes) then
+    redis.call('DEL', lock)
+    return
+  end
   redis.call('ZADD', DUE, now + lease, m)
   if not is_aux(m) then redis.call('DEL', m) end
   out[#out + 1] = m
@@ -153,13 +199,18 @@ end
 -- The finish step of every verdict that ends an occurrence (a completion, a dead letter):
 -- a recurring reminder (record `rec`) moves to its next occurrence at `next_due` ('' = none),
 -- a finished one-shot is deleted and, unless auxiliary, remembered for the fired-marker
--- `window` ms so a late expired event is not taken for a new raw key.
+-- `window` ms so a late expired event is not taken for a new raw key (the fired ledger).
+-- A raw one-shot whose key was written again while it ran is not marked fired: that key
+-- is a new reminder, and finish returns RESET so the caller adopts it.
 local function finish(m, rec, occ, next_due, now, window)
   if next_due == '' then
+    local raw = redis.call('HGET', rec, F.raw) == '1'
     redis.call('DEL', rec)
     redis.call('ZREM', DUE, m)
     if is_aux(m) then
       redis.call('SREM', aux_key(key_of(m)), m)
+    elseif raw and expiry_ms(m, now) > 0 then
+      return RESET
     else
       redis.call('SET', fired_key(m), now, 'PX', window)
     end
@@ -178,4 +229,34 @@ local function dead_letter(e, now, maxlen)
     'attempts', e.attempts, 'processors', e.pending, 'done', e.done, 'payload', e.payload,
     'due', e.due, 'dead_at', now)
   redis.call('HINCRBY', STATS, 'dead', 1)
+end
+
+-- Adopt the live raw key `k` (no record yet, record key `rec`) at its own expiry, so it is
+-- indexed and survives daemon downtime. A value that is a JSON object becomes the payload;
+-- one longer than `max_bytes` is dead-lettered (reason payload_too_large) and its key
+-- deleted, so it neither fires without its payload nor comes back each scan. Returns the
+-- due time, NOTE.oversized, or nil (no expiry, gone, not a string: not a reminder).
+local function adopt_key(k, rec, now, max_bytes, maxlen)
+  local at = expiry_ms(k, now)
+  if at <= 0 or redis.call('TYPE', k)['ok'] ~= 'string' then return nil end
+  local v = redis.call('GET', k)
+  local object = string.sub(v, 1, 1) == '{'
+  if object and #v > max_bytes then
+    dead_letter({key = k, occurrence = 1, reason = 'payload_too_large', attempts = 0, pending = '', done = '',
+      error = string.format('payload is %d bytes, above the limit of %d bytes', #v, max_bytes),
+      payload = '{}', due = at}, now, maxlen)
+    redis.call('DEL', k)
+    return NOTE.oversized
+  end
+  local fields = {F.due, at, F.occurrence, 1, F.raw, 1}
+  local ok, decoded = false, nil
+  if object then ok, decoded = pcall(cjson.decode, v) end
+  if ok and type(decoded) == 'table' then
+    fields[#fields + 1] = F.payload
+    fields[#fields + 1] = v
+  end
+  redis.call('HSET', rec, unpack(fields))
+  redis.call('ZADD', DUE, at, k)
+  redis.call('DEL', fired_key(k))
+  return at
 end
