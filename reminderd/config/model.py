@@ -130,6 +130,7 @@ class DaemonSettings(Strict):
     sweep_interval_ms: PositiveMs = Field(1000, alias="sweep_interval")
     sweep_batch: Int = Field(1000, ge=1, le=100_000)
     concurrency: Int = Field(1000, ge=1, le=100_000)
+    http_connections_per_host: Int | None = Field(None, ge=1, le=100_000)  # None: concurrency
     lease_ms: PositiveMs = Field(30_000, alias="lease")
     processor_timeout_ms: PositiveMs = Field(10_000, alias="processor_timeout")
     drain_timeout_ms: PositiveMs = Field(20_000, alias="drain_timeout")

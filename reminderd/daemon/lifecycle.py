@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
@@ -41,7 +40,7 @@ from reminderd.pipeline.intake import Intake
 from reminderd.pipeline.recovery import Recovery
 from reminderd.pipeline.runtime import Context
 from reminderd.pipeline.subscriber import Subscriber
-from reminderd.processors.base import ProcessorContext
+from reminderd.processors.base import HttpClient, ProcessorContext
 from reminderd.storage.connection import UnreachableNotice, db_of, make_client, resolve_url
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
@@ -101,8 +100,7 @@ class Daemon:
             stack.push_async_callback(storage.aclose)
             subscriber = make_client(self.settings.redis, url, subscriber=True)
             stack.push_async_callback(subscriber.aclose)
-            http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
-            stack.push_async_callback(http.aclose)
+            http = await stack.enter_async_context(HttpClient(self._connections_per_host()))
             if not await wait_for_redis(
                 storage, self.stop, self.health, self.notifier, UnreachableNotice(url)
             ):
@@ -119,6 +117,11 @@ class Daemon:
                 stack.callback(server.stop)
             return await self._serve(storage, subscriber)
         return 0  # pragma: no cover - the block always returns
+
+    def _connections_per_host(self) -> int:
+        """Connection slots per HTTP host, read at start: by default one per occurrence in flight."""
+        daemon = self.settings.daemon
+        return daemon.http_connections_per_host or daemon.concurrency
 
     async def _close_runtime(self) -> None:
         await close_processors(self.ctx.runtime)

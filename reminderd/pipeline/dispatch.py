@@ -35,6 +35,7 @@ from reminderd.pipeline.finish import Finisher
 from reminderd.pipeline.profile import with_profile
 from reminderd.pipeline.report import report
 from reminderd.pipeline.runtime import Context, Runtime
+from reminderd.processors.budget import budget
 from reminderd.storage.store import Claim
 
 log = structlog.get_logger("reminderd.pipeline.dispatch")
@@ -135,7 +136,7 @@ class Dispatcher:
         started = time.perf_counter()
         timeout_s = runtime.timeouts_s[name]
         try:
-            async with asyncio.timeout(timeout_s):
+            async with budget(timeout_s):  # a wait for a connection slot is not counted
                 outcome = Outcome(name, True, detail=await runtime.processors[name](occ))
         except Exception as exc:
             outcome = outcome_of(name, exc, timeout_s)
