@@ -108,7 +108,7 @@ class Daemon:
             processor_log = structlog.get_logger("reminderd.processor")
             self._processor_ctx = ProcessorContext(storage, http, self.names, processor_log)
             runtime = build_runtime(self.settings, self._processor_ctx)
-            self.ctx = Context(Store(storage, self.names), runtime, self.metrics, self.me.instance)
+            self.ctx = Context(Store(storage, self.names), runtime, self.metrics, self.me.instance, http)
             stack.push_async_callback(self._close_runtime)  # the one in force at exit
             if self.settings.metrics.enabled:
                 server = MetricsServer(
