@@ -11,6 +11,7 @@ so a reload changes it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -40,11 +41,23 @@ async def reapply_notifications(storage: aioredis.Redis, state: NotifyState, *, 
 
 
 def renewal(ctx: Context, capacity: Capacity) -> PeriodicLoop:
-    """Renew the leases of occurrences in flight, three times per lease."""
+    """Renew the leases of occurrences in flight, three times per lease.
+
+    A run later than a whole lease after the one before (the process was stopped, or its
+    host stalled) means the leases in flight lapsed and other instances may be running
+    them: said once (``lease.lapsed``); each verdict of those is then dropped at its finish.
+    """
+    last_s = time.monotonic()
 
     async def renew() -> None:
+        nonlocal last_s
+        now_s, lease_ms = time.monotonic(), ctx.settings.daemon.lease_ms
+        if len(capacity) and (now_s - last_s) * 1000 > lease_ms:
+            gap_ms = round((now_s - last_s) * 1000)
+            log.warning("lease.lapsed", gap_ms=gap_ms, lease_ms=lease_ms, in_flight=len(capacity))
+        last_s = now_s
         if len(capacity):
-            await ctx.store.renew(ctx.instance, capacity.leases(), ctx.settings.daemon.lease_ms)
+            await ctx.store.renew(ctx.instance, capacity.leases(), lease_ms)
 
     return PeriodicLoop("renew", renew, lambda: max(MIN_RENEW_MS, ctx.settings.daemon.lease_ms // 3))
 

@@ -105,7 +105,12 @@ class Dispatcher:
         else:
             occ = prepared.occ
             verdict = await self._decide(runtime, claim, prepared)
-        await self.finisher.finish(claim, verdict)
+        if not await self.finisher.finish(claim, verdict):
+            # Paused (SIGSTOP, a stalled host) past the lease: another instance owns it now.
+            dropped = type(verdict).__name__
+            log.warning("lease.lost", key=claim.key, occurrence=claim.occurrence, dropped=dropped)
+            self.ctx.metrics.lease_lost()
+            return verdict
         report(self.ctx, claim, verdict, occ, source)
         if isinstance(verdict, Complete):
             self.fired_total += 1
