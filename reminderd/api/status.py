@@ -25,6 +25,7 @@ EXIT_HEALTHY = 0
 EXIT_NO_DAEMON = 4
 EXIT_BACKLOG = 5
 ALIVE_INTERVALS = 3  # heartbeats a daemon may miss before it counts as gone
+CLOCK_WARN_MS = 1000  # a daemon's host clock this far from Redis's is worth a warning
 
 
 def format_instant(ms: int) -> str:
@@ -80,6 +81,8 @@ class DaemonInfo:
     fired: int | None = None
     in_flight: int | None = None
     canary: str | None = None
+    clock_offset_ms: int | None = None  # Redis's clock minus the daemon host's
+    log_dropped: int | None = None  # log lines it could not write (stream full, closed)
 
 
 @dataclass(slots=True)
@@ -208,6 +211,13 @@ def _warnings(report: StatusReport) -> list[str]:
             f"oldest due reminder is {format_span(age_ms)} late "
             f"(alert above {format_ms(report.backlog_alert_ms)}): daemons are not keeping up"
         )
+    for d in report.daemons:
+        if d.clock_offset_ms is not None and abs(d.clock_offset_ms) > CLOCK_WARN_MS:
+            side = "behind" if d.clock_offset_ms > 0 else "ahead of"
+            found.append(
+                f"daemon {d.instance}: host clock {abs(d.clock_offset_ms) / 1000:.1f}s {side} Redis's "
+                "(delivery follows Redis's clock; fix the host's time sync)"
+            )
     if report.notifications_ok is False:
         found.append(
             f"notify-keyspace-events is {report.notifications!r}: expired events need E and x; "
@@ -279,4 +289,8 @@ def _daemon_text(d: DaemonInfo, now_ms: int) -> str:
         parts.append(f"fired {d.fired}")
     if d.in_flight is not None:
         parts.append(f"in flight {d.in_flight}")
+    if d.clock_offset_ms is not None:
+        parts.append(f"clock offset {d.clock_offset_ms:+d}ms")
+    if d.log_dropped:
+        parts.append(f"log lines dropped {d.log_dropped}")
     return ", ".join(parts)

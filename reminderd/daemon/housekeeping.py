@@ -27,6 +27,7 @@ from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, beat
 from reminderd.storage.server import NotifyState, ensure_notifications
 from reminderd.telemetry.health import Health
+from reminderd.telemetry.log_output import dropped_lines
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.housekeeping")
@@ -96,11 +97,14 @@ class Heartbeat:
             "in_flight": in_flight,
             "canary": self.notify_state.canary,
             "notifications": self.notify_state.flags,
+            "log_dropped": dropped_lines(),
         }
         # Look at the server before writing to it: our own heartbeat would hide an empty Redis.
         if await self.recovery.server_changed():
             self.hints.new_connection()
-        await beat(self.storage, self.names, self.me, self.ctx.settings.daemon.heartbeat_interval_ms, extra)
+        interval_ms = self.ctx.settings.daemon.heartbeat_interval_ms
+        offset_ms = await beat(self.storage, self.names, self.me, interval_ms, extra)
+        self.ctx.metrics.set_clock_offset(offset_ms)
         backlog = await self.recovery.refresh_gauges()
         self.ctx.metrics.set_in_flight(in_flight)
         self.notifier.status(f"backlog {backlog}, fired {fired}")

@@ -85,6 +85,9 @@ class Metrics:
             "reminderd_last_sweep_timestamp_seconds", "Unix time of the last sweep.", registry=r
         )
         self._in_flight = Gauge("reminderd_in_flight", "Occurrences being processed now.", registry=r)
+        self._clock_offset = Gauge(
+            "reminderd_clock_offset_seconds", "Redis's clock minus this host's (last heartbeat).", registry=r
+        )
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: the lookup takes a lock and is on the hot path."""
@@ -149,6 +152,10 @@ class Metrics:
     def swept(self, at_s: float | None = None) -> None:
         """A sweep completed (at Unix time ``at_s``, default now)."""
         self._last_sweep.set(time.time() if at_s is None else at_s)
+
+    def set_clock_offset(self, offset_ms: int) -> None:
+        """How far this host's clock is behind Redis's (negative: ahead)."""
+        self._clock_offset.set(offset_ms / 1000)
 
     def set_in_flight(self, count: int) -> None:
         """Occurrences being processed now."""
