@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -42,6 +40,7 @@ from reminderd.storage.names import Names
 from tests.http_receiver import HttpReceiver, Reply
 from tests.plugin_example import EchoProcessor
 from tests.redis_server import free_port
+from tests.serving import self_signed_cert
 
 SECRET = "Bearer s3cret-token-value"
 
@@ -340,18 +339,10 @@ async def test_webhook_dropped_connection_is_retryable(ctx: ProcessorContext, re
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A throwaway self-signed certificate for 127.0.0.1 (cert, key)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    made = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    if made is None:
         pytest.skip("openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return made
 
 
 @pytest.fixture

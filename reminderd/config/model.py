@@ -64,6 +64,19 @@ class EmbeddedSettings(Strict):
     bind: str = Field("127.0.0.1", min_length=1, pattern=r"^[^\s]+$")
 
 
+class TlsSettings(Strict):
+    """TLS to Redis (``rediss://`` URLs): whom to trust, who we are, whether to verify.
+
+    Paths are used as written (absolute paths are the safe choice under systemd).
+    """
+
+    ca_file: str | None = None  # PEM bundle to trust instead of the system's
+    cert_file: str | None = None  # client certificate (PEM), for servers that require one
+    key_file: str | None = None  # its private key
+    verify: bool = True  # false: accept any certificate (tests only: it allows interception)
+    check_hostname: bool = True
+
+
 class RedisSettings(Strict):
     """How to reach Redis. ``url: embedded`` (the default) starts a private server."""
 
@@ -74,6 +87,7 @@ class RedisSettings(Strict):
     connect_timeout_ms: PositiveMs = Field(2000, alias="connect_timeout")
     max_connections: Int = Field(64, ge=2, le=10_000)
     manage_notifications: bool = True
+    tls: TlsSettings = TlsSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
 
     @model_validator(mode="after")
