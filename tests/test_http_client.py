@@ -67,3 +67,19 @@ async def test_a_transport_error_is_retryable_and_names_the_place() -> None:
     async with HttpClient(4) as http:
         with pytest.raises(RetryableError, match=r"^hook: request failed \(ClientConnectorError\)$"):
             await http.request("GET", f"http://127.0.0.1:{free_port()}/", where="hook")
+
+
+async def test_a_cancelled_waiter_leaves_no_slot_behind() -> None:
+    """A request cancelled while it waits for the one slot neither takes nor loses it."""
+    with HttpReceiver(default=Reply(200, delay_s=0.3)) as receiver:
+        async with HttpClient(1) as http:
+            first = asyncio.ensure_future(http.request("GET", receiver.url("/"), where="t"))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.ensure_future(http.request("GET", receiver.url("/"), where="t"))
+            await asyncio.sleep(0.05)
+            assert http.queued == 1
+            waiting.cancel()
+            assert (await first).status == 200
+            assert (await http.request("GET", receiver.url("/"), where="t")).status == 200
+            assert http.queued == 0
+        assert len(receiver.requests) == 2

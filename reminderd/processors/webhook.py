@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 import orjson
+from aiohttp import BytesPayload
 from yarl import URL
 
 from reminderd import __version__
@@ -57,7 +58,7 @@ class WebhookProcessor:
             self._url,
             where=self._where,
             quote=lambda text: scrubbed(text, self._secrets),
-            data=orjson.dumps(occ.as_json()),
+            data=BytesPayload(orjson.dumps(occ.as_json()), content_type="application/json"),
             headers=headers,
             timeout_s=self._timeout_s,
             **self._tls,
