@@ -80,3 +80,30 @@ def test_a_write_pause_across_500_due_delivers_each_once(
         client.close()
         tally.assert_exactly_once(keys, ("/a",))
         assert failures([proc]) == []
+
+
+@pytest.mark.slow
+def test_kill9_with_500_in_flight_resends_exactly_those(
+    tmp_path: Path, redis_url: str, daemons: Daemons
+) -> None:
+    """kill -9 with 500 webhooks sent, none answered: after the restart each is sent once more, no more."""
+    n = 500
+    with HttpReceiver() as receiver:
+        receiver.script([Reply(200, delay_s=3.0)] * n, path="/a")  # unanswered at the kill
+        cfg = webhook_config(tmp_path / "d.yaml", redis_url, receiver, ("a",), daemon={**FULL, "lease": "2s"})
+        first = daemons.start(cfg, name="first")
+        keys = [f"send_message-{i}-kill" for i in range(n)]
+        with api(cfg, redis_url) as r:
+            r.schedule_many((k, None, When(in_=1000 + i)) for i, k in enumerate(keys))
+        receiver.wait_for(lambda reqs: len(reqs) >= n, timeout_s=30)
+        first.kill()
+        restarted = daemons.start(cfg, name="restarted")
+        tally = Tally(receiver)
+        wait_until(lambda: sum(tally.update().calls.values()) >= 2 * n, 30, "the re-sends")
+        client = redis.Redis.from_url(redis_url)
+        wait_until(lambda: client.zcard("reminderd:due") == 0, 30, "an empty index")
+        client.close()
+        tally.update()
+        assert {tally.calls[("/a", k)] for k in keys} == {2}  # the crash window, exactly: each once more
+        assert all(len(tally.idempotency[k]) == 1 for k in keys)
+        assert failures([restarted]) == []
