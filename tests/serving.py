@@ -7,9 +7,12 @@ how they run or how a test waits on them.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from socketserver import BaseServer
 from typing import TypeVar
 
@@ -58,3 +61,18 @@ async def poll_async(
             raise _timeout(timeout_s, seen)
         await asyncio.sleep(POLL_S)
     return seen
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path] | None:
+    """A throwaway self-signed certificate for 127.0.0.1 (cert, key), or None without openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -18,7 +18,8 @@ import redis
 
 from reminderd.cli import main
 from reminderd.storage.embedded import EmbeddedRedis
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
+from tests.serving import self_signed_cert
 
 CONFIG = """\
 rules:
@@ -416,6 +417,52 @@ def test_payload_file_and_misfire(cli: Cli, tmp_path: Path, rds: redis.Redis) ->
     cli("schedule", "send_message-1-x", "--every", "1h", "--payload-file", str(payload), "--misfire", "skip")
     assert rds.hget(f"{NS}:r:send_message-1-x", "p") == '{"from":"file"}'
     assert rds.hget(f"{NS}:r:send_message-1-x", "m") == "skip"
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A redis-server speaking TLS with a self-signed certificate: its ``rediss://`` URL and the cert."""
+    made = self_signed_cert(tmp_path)
+    if made is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = made
+    port = free_port()
+    tls = ("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key))
+    server = RedisServer(*tls, "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    try:
+        server.start()
+    except Exception as exc:  # a server built without TLS refuses the options
+        server.close()
+        pytest.skip(f"this redis-server has no TLS: {exc}")
+    yield f"rediss://127.0.0.1:{port}/0", cert
+    server.close()
+
+
+def test_an_untrusted_tls_certificate_is_named_not_taken_for_eperm(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tls_redis: tuple[str, Path]
+) -> None:
+    """A ``rediss://`` server whose certificate is not trusted: exit 3 naming the TLS failure."""
+    url, _ = tls_redis
+    monkeypatch.setenv("REMINDERD_REDIS_URL", url)
+    res = cli("status")
+    assert (res.code, res.err) == (
+        3,
+        f"reminderd: cannot reach Redis at {url}: TLS: CERTIFICATE_VERIFY_FAILED (self-signed certificate)\n",
+    )
+
+
+def test_redis_tls_ca_file_makes_the_certificate_trusted(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tls_redis: tuple[str, Path], tmp_path: Path
+) -> None:
+    """``redis.tls.ca_file`` naming the server's certificate: the CLI connects over TLS."""
+    url, cert = tls_redis
+    config = tmp_path / "tls.yaml"
+    config.write_text(CONFIG + f"redis:\n  tls:\n    ca_file: {cert}\n")
+    monkeypatch.setenv("REMINDERD_CONFIG", str(config))
+    monkeypatch.setenv("REMINDERD_REDIS_URL", url)
+    res = cli("status")
+    assert res.code == 4, res.err  # reached: no daemon runs
+    assert "redis:" in res.out
 
 
 def test_redis_unreachable_exits_3_with_one_masked_line(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 import structlog
@@ -13,7 +12,7 @@ import structlog
 from reminderd.config.sms import SmsSettings
 from reminderd.errors import RetryableError
 from reminderd.models import Occurrence
-from reminderd.processors.base import ProcessorContext
+from reminderd.processors.base import HttpClient, ProcessorContext
 from reminderd.processors.sms import SmsProcessor
 from reminderd.storage.names import Names
 from reminderd.storage.ratelimit import TokenBucket
@@ -132,7 +131,7 @@ async def test_sms_burst_from_two_daemons_reaches_twilio_at_the_configured_rate(
 
         async def daemon(first: int) -> None:
             client = aioredis.Redis.from_url(redis_url)
-            async with httpx.AsyncClient() as http:
+            async with HttpClient(100) as http:
                 ctx = ProcessorContext(redis=client, http=http, names=NAMES, log=structlog.get_logger())
                 proc = SmsProcessor("sms", settings, ctx)
                 await asyncio.gather(*(proc(occurrence(n)) for n in range(first, count, 2)))

@@ -6,7 +6,6 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 import structlog
@@ -20,7 +19,7 @@ from reminderd.config.sms import SmsSettings
 from reminderd.core.pii import mask_phone, mask_pii, mask_text
 from reminderd.errors import ConfigError, PermanentError, RetryableError, SkipOccurrence
 from reminderd.models import Occurrence
-from reminderd.processors.base import Processor, ProcessorContext
+from reminderd.processors.base import HttpClient, Processor, ProcessorContext
 from reminderd.processors.sms import SmsProcessor, is_opted_out
 from reminderd.storage.names import Names
 from tests.http_receiver import HttpReceiver, Reply
@@ -59,7 +58,7 @@ def twilio() -> Iterator[TwilioServer]:
 @pytest.fixture
 async def ctx(aredis: aioredis.Redis) -> AsyncIterator[ProcessorContext]:
     """The daemon's shared resources, real Redis and a real HTTP client."""
-    async with httpx.AsyncClient() as http:
+    async with HttpClient(100) as http:
         yield ProcessorContext(redis=aredis, http=http, names=Names("t"), log=structlog.get_logger())
 
 
@@ -262,14 +261,14 @@ async def test_timeout_is_retryable(twilio: TwilioServer, ctx: ProcessorContext)
     twilio.script(TwilioReply(delay_s=1.0))
     with pytest.raises(RetryableError) as info:
         await make_proc(ctx, twilio.base_url, request_timeout="200ms")(make_occ())
-    assert str(info.value) == "twilio: timed out (ReadTimeout)"
+    assert str(info.value) == "twilio: timed out after 0.2s"
 
 
 async def test_unreachable_provider_is_retryable(ctx: ProcessorContext) -> None:
     """A refused connection is retryable and the error does not quote the URL."""
     with pytest.raises(RetryableError) as info:
         await make_proc(ctx, f"http://127.0.0.1:{free_port()}")(make_occ())
-    assert str(info.value) == "twilio: request failed (ConnectError)"
+    assert str(info.value) == "twilio: request failed (ClientConnectorError)"
 
 
 async def test_400_is_permanent_with_the_provider_code(twilio: TwilioServer, ctx: ProcessorContext) -> None:
@@ -562,7 +561,7 @@ async def test_generic_gateway_form_body_with_basic_auth(ctx: ProcessorContext) 
 async def test_redis_outage_during_lookup_or_rate_limit_is_retryable(twilio: TwilioServer) -> None:
     """When Redis is down, reading the lookup hash or the bucket is a retryable failure."""
     down = aioredis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-    async with httpx.AsyncClient() as http:
+    async with HttpClient(100) as http:
         ctx = ProcessorContext(redis=down, http=http, names=Names("t"), log=structlog.get_logger())
         lookup = make_proc(ctx, twilio.base_url, recipient={"lookup": {}})
         with pytest.raises(RetryableError, match=r"^reading user:42 failed: ConnectionError$"):
@@ -577,7 +576,7 @@ async def test_redis_outage_during_lookup_or_rate_limit_is_retryable(twilio: Twi
 async def test_a_profile_carried_on_the_occurrence_replaces_the_hash_read(twilio: TwilioServer) -> None:
     """With the lookup hash already read by the pipeline, the processor sends without touching Redis."""
     down = aioredis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-    async with httpx.AsyncClient() as http:
+    async with HttpClient(100) as http:
         ctx = ProcessorContext(redis=down, http=http, names=Names("t"), log=structlog.get_logger())
         proc = make_proc(ctx, twilio.base_url, recipient={"lookup": {}})
         carried = make_occ(payload={"name": "Ada"}, profile={"user:42": {"phone": PHONE, "tz": "UTC"}})

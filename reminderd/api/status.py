@@ -10,60 +10,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from reminderd.api.timefmt import format_instant, format_relative, format_span, format_when
 from reminderd.config.model import Settings
 from reminderd.core.durations import format_ms
+from reminderd.storage import epoch
 from reminderd.storage.names import Names
 from reminderd.storage.server import config_value, doctor, merge_flags, required_flags
 from reminderd.storage.store import key_of
+
+__all__ = ["collect", "format_instant", "format_relative", "format_span", "format_when", "render", "to_json"]
 
 EXIT_HEALTHY = 0
 EXIT_NO_DAEMON = 4
 EXIT_BACKLOG = 5
 ALIVE_INTERVALS = 3  # heartbeats a daemon may miss before it counts as gone
-
-
-def format_instant(ms: int) -> str:
-    """UTC ISO-8601 with a ``Z`` (``2026-11-23T17:00:00Z``); milliseconds only when not zero."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else f"{text}Z"
-
-
-def format_span(ms: int) -> str:
-    """A duration in its two largest units (``3m20s``, ``2d4h``); below a second, ``ms``."""
-    if ms < 1000:
-        return f"{ms}ms"
-    text = format_ms(ms - ms % 1000)
-    units = [part for part in _split_units(text) if part]
-    return "".join(units[:2])
-
-
-def _split_units(text: str) -> list[str]:
-    parts, current = [], ""
-    for ch in text:
-        current += ch
-        if ch.isalpha():
-            parts.append(current)
-            current = ""
-    return parts
-
-
-def format_relative(target_ms: int, now_ms: int) -> str:
-    """``in 9s``, ``3m ago`` or ``now`` (within a second)."""
-    delta_ms = target_ms - now_ms
-    if abs(delta_ms) < 1000:
-        return "now"
-    return f"in {format_span(delta_ms)}" if delta_ms > 0 else f"{format_span(-delta_ms)} ago"
-
-
-def format_when(target_ms: int, now_ms: int) -> str:
-    """``2026-11-23T17:00:00Z (in 9s)``."""
-    return f"{format_instant(target_ms)} ({format_relative(target_ms, now_ms)})"
+CLOCK_WARN_MS = 1000  # a daemon's host clock this far from Redis's is worth a warning
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +45,8 @@ class DaemonInfo:
     fired: int | None = None
     in_flight: int | None = None
     canary: str | None = None
+    clock_offset_ms: int | None = None  # Redis's clock minus the daemon host's
+    log_dropped: int | None = None  # log lines it could not write (stream full, closed)
 
 
 @dataclass(slots=True)
@@ -103,6 +70,7 @@ class StatusReport:
     backlog_alert_ms: int
     daemons: list[DaemonInfo] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    data_lost_ms: int | None = None  # when a daemon last found this Redis's data set wiped
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -156,6 +124,8 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
         stats={k: int(v) for k, v in stats.items() if str(v).lstrip("-").isdigit()},
     )
     report.daemons = await _daemons(client, names, now_ms, settings.daemon.heartbeat_interval_ms)
+    loss = await epoch.last_loss(client, names)
+    report.data_lost_ms = int(loss["at_ms"]) if loss and isinstance(loss.get("at_ms"), int) else None
     report.warnings = _warnings(report) + await doctor(client)
     return report
 
@@ -209,6 +179,18 @@ def _warnings(report: StatusReport) -> list[str]:
             f"oldest due reminder is {format_span(age_ms)} late "
             f"(alert above {format_ms(report.backlog_alert_ms)}): daemons are not keeping up"
         )
+    if report.data_lost_ms is not None:
+        found.append(
+            f"Redis lost its data set {format_when(report.data_lost_ms, report.now_ms)} (a restart "
+            "without persistence): reminders scheduled before then are gone; enable AOF"
+        )
+    for d in report.daemons:
+        if d.clock_offset_ms is not None and abs(d.clock_offset_ms) > CLOCK_WARN_MS:
+            side = "behind" if d.clock_offset_ms > 0 else "ahead of"
+            found.append(
+                f"daemon {d.instance}: host clock {abs(d.clock_offset_ms) / 1000:.1f}s {side} Redis's "
+                "(delivery follows Redis's clock; fix the host's time sync)"
+            )
     if report.notifications_ok is False:
         found.append(
             f"notify-keyspace-events is {report.notifications!r}: expired events need E and x, "
@@ -282,6 +264,10 @@ def _daemon_text(d: DaemonInfo, now_ms: int) -> str:
         figures.append(f"fired {d.fired}")
     if d.in_flight is not None:
         figures.append(f"in flight {d.in_flight}")
+    if d.clock_offset_ms is not None:
+        figures.append(f"clock offset {d.clock_offset_ms:+d}ms")
+    if d.log_dropped:
+        figures.append(f"log lines dropped {d.log_dropped}")
     heading = f"as of its heartbeat {max(0, now_ms - d.beat_ms) // 1000}s ago"
     parts.append(f"{heading}: {', '.join(figures)}" if figures else heading)
     return ", ".join(parts)

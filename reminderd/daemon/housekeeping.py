@@ -11,6 +11,7 @@ so a reload changes it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -26,6 +27,7 @@ from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, beat
 from reminderd.storage.server import NotifyState, ensure_notifications, required_flags
 from reminderd.telemetry.health import Health
+from reminderd.telemetry.log_output import dropped_lines
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.housekeeping")
@@ -46,11 +48,23 @@ def notify_wanted(ctx: Context) -> tuple[bool, str]:
 
 
 def renewal(ctx: Context, capacity: Capacity) -> PeriodicLoop:
-    """Renew the leases of occurrences in flight, three times per lease."""
+    """Renew the leases of occurrences in flight, three times per lease.
+
+    A run later than a whole lease after the one before (the process was stopped, or its
+    host stalled) means the leases in flight lapsed and other instances may be running
+    them: said once (``lease.lapsed``); each verdict of those is then dropped at its finish.
+    """
+    last_s = time.monotonic()
 
     async def renew() -> None:
+        nonlocal last_s
+        now_s, lease_ms = time.monotonic(), ctx.settings.daemon.lease_ms
+        if len(capacity) and (now_s - last_s) * 1000 > lease_ms:
+            gap_ms = round((now_s - last_s) * 1000)
+            log.warning("lease.lapsed", gap_ms=gap_ms, lease_ms=lease_ms, in_flight=len(capacity))
+        last_s = now_s
         if len(capacity):
-            await ctx.store.renew(ctx.instance, capacity.leases(), ctx.settings.daemon.lease_ms)
+            await ctx.store.renew(ctx.instance, capacity.leases(), lease_ms)
 
     return PeriodicLoop("renew", renew, lambda: max(MIN_RENEW_MS, ctx.settings.daemon.lease_ms // 3))
 
@@ -89,11 +103,14 @@ class Heartbeat:
             "in_flight": in_flight,
             "canary": self.notify_state.canary,
             "notifications": self.notify_state.flags,
+            "log_dropped": dropped_lines(),
         }
         # Look at the server before writing to it: our own heartbeat would hide an empty Redis.
         if await self.recovery.server_changed():
             self.hints.new_connection()
-        await beat(self.storage, self.names, self.me, self.ctx.settings.daemon.heartbeat_interval_ms, extra)
+        interval_ms = self.ctx.settings.daemon.heartbeat_interval_ms
+        offset_ms = await beat(self.storage, self.names, self.me, interval_ms, extra)
+        self.ctx.metrics.set_clock_offset(offset_ms)
         backlog = await self.recovery.refresh_gauges()
         self.ctx.metrics.set_in_flight(in_flight)
         self.notifier.status(f"backlog {backlog}, fired {fired}")

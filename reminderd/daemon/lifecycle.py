@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
@@ -42,7 +41,7 @@ from reminderd.pipeline.intake import Intake
 from reminderd.pipeline.recovery import Recovery
 from reminderd.pipeline.runtime import Context
 from reminderd.pipeline.subscriber import Subscriber
-from reminderd.processors.base import ProcessorContext
+from reminderd.processors.base import HttpClient, ProcessorContext
 from reminderd.storage.connection import UnreachableNotice, db_of, make_client, resolve_url
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
@@ -103,16 +102,14 @@ class Daemon:
             stack.push_async_callback(storage.aclose)
             subscriber = make_client(self.settings.redis, url, subscriber=True)
             stack.push_async_callback(subscriber.aclose)
-            http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
-            stack.push_async_callback(http.aclose)
-            if not await wait_for_redis(
-                storage, self.stop, self.health, self.notifier, UnreachableNotice(url)
-            ):
+            http = await stack.enter_async_context(HttpClient(self._connections_per_host()))
+            notice = UnreachableNotice(url)
+            if not await wait_for_redis(storage, self.stop, self.health, self.notifier, notice):
                 return 0
             processor_log = structlog.get_logger("reminderd.processor")
             self._processor_ctx = ProcessorContext(storage, http, self.names, processor_log)
             runtime = build_runtime(self.settings, self._processor_ctx)
-            self.ctx = Context(Store(storage, self.names), runtime, self.metrics, self.me.instance)
+            self.ctx = Context(Store(storage, self.names), runtime, self.metrics, self.me.instance, http)
             stack.push_async_callback(self._close_runtime)  # the one in force at exit
             if self.settings.metrics.enabled:
                 server = MetricsServer(
@@ -121,6 +118,11 @@ class Daemon:
                 stack.callback(server.stop)
             return await self._serve(storage, subscriber)
         return 0  # pragma: no cover - the block always returns
+
+    def _connections_per_host(self) -> int:
+        """Connection slots per HTTP host, read at start: by default one per occurrence in flight."""
+        daemon = self.settings.daemon
+        return daemon.http_connections_per_host or daemon.concurrency
 
     async def _close_runtime(self) -> None:
         await close_processors(self.ctx.runtime)

@@ -4,6 +4,11 @@ Dispatch adds each claim it starts and removes it when it ends; intake asks how 
 there is before claiming, and waits for room when there is too little. One object, so the
 count intake claims against is the count dispatch runs, and the waiting is done here
 instead of by an event that another module clears.
+
+In-flight HTTP work holds claiming back too: every request waiting for a connection slot
+of its host (``daemon.http_connections_per_host``) takes one slot off what may be claimed,
+so a daemon whose receivers are slower than its concurrency claims what it can send and
+leaves the rest to other instances instead of holding leases on a queue.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ class Capacity:
 
     def free(self) -> int:
         """How many more occurrences may be claimed now without waiting."""
-        return max(0, self._ctx.settings.daemon.concurrency - len(self._in_flight))
+        http = self._ctx.http
+        backlog = 0 if http is None else http.queued
+        return max(0, self._ctx.settings.daemon.concurrency - len(self._in_flight) - backlog)
 
     def add(self, claim: Claim) -> bool:
         """Count ``claim`` as in flight; False if it already was (our own lapsed lease, re-claimed)."""

@@ -35,6 +35,7 @@ from reminderd.pipeline.finish import Finisher
 from reminderd.pipeline.profile import with_profile
 from reminderd.pipeline.report import report
 from reminderd.pipeline.runtime import Context, Runtime
+from reminderd.processors.budget import budget
 from reminderd.storage.store import Claim
 
 log = structlog.get_logger("reminderd.pipeline.dispatch")
@@ -104,7 +105,12 @@ class Dispatcher:
         else:
             occ = prepared.occ
             verdict = await self._decide(runtime, claim, prepared)
-        await self.finisher.finish(claim, verdict)
+        if not await self.finisher.finish(claim, verdict):
+            # Paused (SIGSTOP, a stalled host) past the lease: another instance owns it now.
+            dropped = type(verdict).__name__
+            log.warning("lease.lost", key=claim.key, occurrence=claim.occurrence, dropped=dropped)
+            self.ctx.metrics.lease_lost()
+            return verdict
         report(self.ctx, claim, verdict, occ, source)
         if isinstance(verdict, Complete):
             self.fired_total += 1
@@ -135,7 +141,7 @@ class Dispatcher:
         started = time.perf_counter()
         timeout_s = runtime.timeouts_s[name]
         try:
-            async with asyncio.timeout(timeout_s):
+            async with budget(timeout_s):  # a wait for a connection slot is not counted
                 outcome = Outcome(name, True, detail=await runtime.processors[name](occ))
         except Exception as exc:
             outcome = outcome_of(name, exc, timeout_s)

@@ -23,7 +23,7 @@ from reminderd.storage.store import RESET, Claim, Completion, DeadLetterRequest,
 from reminderd.storage.store import Retry as RetryRequest
 
 log = structlog.get_logger("reminderd.pipeline.finish")
-_Item = tuple[Claim, Verdict, asyncio.Future[None]]
+_Item = tuple[Claim, Verdict, asyncio.Future[bool]]
 
 
 class Finisher:
@@ -38,12 +38,16 @@ class Finisher:
         self._pending: list[_Item] = []
         self._wakeup = asyncio.Event()
 
-    async def finish(self, claim: Claim, verdict: Verdict) -> None:
-        """Queue the verdict on ``claim`` and wait until it is written."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def finish(self, claim: Claim, verdict: Verdict) -> bool:
+        """Queue the verdict on ``claim`` and wait until it is written; whether it was still ours.
+
+        False when the lease lapsed and another instance (or our own later claim) took the
+        occurrence over: nothing was written, the new owner's verdict is the one that counts.
+        """
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((claim, verdict, fut))
         self._wakeup.set()
-        await fut
+        return await fut
 
     async def run(self) -> None:
         """Flush loop; runs until cancelled, then flushes what is left."""
@@ -76,13 +80,14 @@ class Finisher:
                 batch = _without_retries(batch, exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
-        for (claim, verdict, fut), result in zip(batch, results, strict=False):
+        for (claim, verdict, fut), result in zip(batch, results, strict=True):
             if result == RESET:  # the raw key was written again while it ran: a new reminder
                 self.hints.written.add(claim.key)
-            if isinstance(verdict, Complete) and verdict.next_due_ms is not None:
+            mine = bool(result)
+            if mine and isinstance(verdict, Complete) and verdict.next_due_ms is not None:
                 self.hints.due_at(verdict.next_due_ms)
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(mine)
 
 
 def _finish_items(batch: list[_Item]) -> list[FinishItem]:

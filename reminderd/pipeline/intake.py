@@ -65,7 +65,7 @@ class Intake:
             if len(claims) < limit:
                 break
         self.last_sweep_ms = self.clock.now_ms()
-        self.ctx.metrics.swept()
+        self.ctx.metrics.swept(self.last_sweep_ms / 1000)  # Redis's clock, as in the heartbeat
         return total
 
     async def run_timer(self) -> None:

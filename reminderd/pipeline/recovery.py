@@ -17,6 +17,7 @@ from reminderd.pipeline.events import ADOPT_BATCH, report_adoption, trigger_rule
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.intake import Intake
 from reminderd.pipeline.runtime import Context
+from reminderd.storage import epoch
 from reminderd.storage.names import trigger_pattern
 from reminderd.storage.server import ServerIdentity, server_identity
 
@@ -39,6 +40,7 @@ class Recovery:
     async def reconcile(self) -> dict[str, int]:
         """Adopt, repair and recover; the counts for the start-up summary line."""
         self._server = await server_identity(self.store.redis)
+        await epoch.mark(self.store.redis, self.store.names)
         started = time.monotonic()
         adopted = repaired = recovered = 0
         try:
@@ -149,10 +151,10 @@ class Recovery:
             new_run_id=current.run_id,
             note="a restart or failover: re-applying notification flags and sweeping now",
         )
-        scheduled, _ = await self.store.counts(self.intake.clock.now_ms())
-        # Other daemons' heartbeats may already be in the new Redis: an index that was
-        # not empty a heartbeat ago and is now is the sign that counts.
-        if scheduled == 0 and (current.keys == 0 or self._scheduled_seen > 0):
+        # The epoch token, not an empty index: a producer's first write would hide the loss.
+        if not await epoch.mark(self.store.redis, self.store.names):
+            now_ms = self.intake.clock.now_ms()
+            await epoch.note_loss(self.store.redis, self.store.names, now_ms, current.run_id)
             log.error(
                 "redis.data_lost",
                 scheduled_before=self._scheduled_seen,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reminderd.config.model import Settings
-from reminderd.processors.base import Processor
+from reminderd.processors.base import HttpClient, Processor
 from reminderd.storage.store import Store
 from reminderd.telemetry.metrics import Metrics
 
@@ -32,11 +32,14 @@ class Context:
     reads ``ctx.settings``, so a reload is seen everywhere at once and the same way.
     """
 
-    def __init__(self, store: Store, runtime: Runtime, metrics: Metrics, instance: str) -> None:
+    def __init__(
+        self, store: Store, runtime: Runtime, metrics: Metrics, instance: str, http: HttpClient | None = None
+    ) -> None:
         self.store = store
         self.runtime = runtime
         self.metrics = metrics
         self.instance = instance
+        self.http = http  # the processors' shared HTTP client: its queue holds claiming back
 
     @property
     def settings(self) -> Settings:

@@ -3,6 +3,8 @@
 A processor is anything with ``async __call__(occurrence)`` and ``aclose()``. It raises
 an error from ``reminderd.errors`` to say whether a failure is worth a retry; it returns
 optional details (a provider message id) that are recorded and logged with the fire.
+A processor that sends HTTP uses ``ctx.http.request(...)`` (an ``HttpClient``), whose
+wait for a connection slot does not count against the processor's timeout.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import httpx
 import redis.asyncio as aioredis
 
 from reminderd.models import Occurrence
+from reminderd.processors.http_client import HttpAnswer, HttpClient
 from reminderd.storage.names import Names
+
+__all__ = ["HttpAnswer", "HttpClient", "Processor", "ProcessorContext"]
 
 
 @runtime_checkable
@@ -36,6 +40,6 @@ class ProcessorContext:
     """Resources owned by the daemon and lent to every processor."""
 
     redis: aioredis.Redis
-    http: httpx.AsyncClient
+    http: HttpClient  # the daemon's one HTTP client: a connection slot per host, read-whole answers
     names: Names
     log: Any  # a structlog BoundLogger

@@ -2,20 +2,20 @@
 
 2xx (or what the processor counts as success) is success; 429, 5xx, timeouts and
 connection errors are retryable, honouring ``Retry-After``; any other status is permanent.
-Messages never quote a value the processor marks secret, and quote a transport error's
-own text only when the processor asks for it.
+Messages never quote a value the processor marks secret. Transport failures are mapped
+where requests are sent, in ``reminderd.processors.http_client``.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import NoReturn
 
-import httpx
-
 from reminderd.errors import PermanentError, RetryableError
+from reminderd.processors.http_client import HttpAnswer
 
 EXCERPT_CHARS = 200
 
@@ -36,28 +36,10 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
     return max(0.0, when.timestamp() - now)
 
 
-async def answer(
-    where: str, pending: Awaitable[httpx.Response], quote: Callable[[str], str] | None = None
-) -> httpx.Response:
-    """Await an httpx call; a transport failure raises ``RetryableError``.
-
-    Its text is quoted only through ``quote`` (which masks what must not show); without
-    it only the error's type is named, as URLs of some gateways carry secrets.
-    """
-    try:
-        return await pending
-    except httpx.TimeoutException as exc:
-        raise RetryableError(f"{where}: timed out ({type(exc).__name__})") from exc
-    except httpx.HTTPError as exc:
-        name = type(exc).__name__
-        reason = f"{name}: {quote(str(exc))}" if quote is not None else f"request failed ({name})"
-        raise RetryableError(f"{where}: {reason}") from exc
-
-
-def refuse(response: httpx.Response, detail: str, code: str) -> NoReturn:
+def refuse(response: HttpAnswer, detail: str, code: str) -> NoReturn:
     """Raise what a non-success answer means: 429 and 5xx retryable, any other status permanent
     (dead-lettered with ``code``)."""
-    status = response.status_code
+    status = response.status
     if status == 429 or status >= 500:
         raise RetryableError(detail, retry_after_s=parse_retry_after(response.headers.get("Retry-After")))
     raise PermanentError(detail, code=code)
@@ -74,3 +56,9 @@ def excerpt(text: str, secrets: Iterable[str]) -> str:
     """A response body for an error message: secrets masked, on one line, at most 200 chars."""
     text = " ".join(scrubbed(text, secrets).split())
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def basic_auth(username: str, password: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP basic authentication (UTF-8, RFC 7617)."""
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import quote
 
-import httpx
 import redis.asyncio as aioredis
 
 from reminderd.config.sms import (
@@ -35,7 +34,8 @@ from reminderd.core.quiet_hours import user_zone
 from reminderd.errors import PermanentError, RetryableError, SkipOccurrence
 from reminderd.models import Occurrence
 from reminderd.processors.base import ProcessorContext
-from reminderd.processors.http import answer, excerpt, refuse
+from reminderd.processors.http import basic_auth, excerpt, refuse
+from reminderd.processors.http_client import HttpAnswer, HttpClient
 from reminderd.processors.templates import Template, message_values
 from reminderd.storage.ratelimit import TokenBucket
 
@@ -67,11 +67,11 @@ class SmsProcessor:
             kind: Template(f"templates.{kind}", source, MESSAGE_FIELDS)
             for kind, source in settings.templates.items()
         }
-        timeout = httpx.Timeout(settings.request_timeout_ms / 1000)
+        timeout_s = settings.request_timeout_ms / 1000
         self._gateway: _Gateway = (
-            _Twilio(settings.twilio, ctx.http, timeout)
+            _Twilio(settings.twilio, ctx.http, timeout_s)
             if settings.twilio is not None
-            else _Generic(_required(settings.generic), ctx.http, timeout)
+            else _Generic(_required(settings.generic), ctx.http, timeout_s)
         )
         self._bucket = TokenBucket(ctx.redis, ctx.names) if settings.rate_limit is not None else None
 
@@ -159,20 +159,20 @@ class SmsProcessor:
 class _Twilio:
     """``POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json`` with basic auth."""
 
-    def __init__(self, settings: TwilioSettings, http: httpx.AsyncClient, timeout: httpx.Timeout):
+    def __init__(self, settings: TwilioSettings, http: HttpClient, timeout_s: float):
         self._url = f"{settings.base_url}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
-        self._auth = httpx.BasicAuth(settings.account_sid, settings.auth_token.get_secret_value())
+        self._auth = basic_auth(settings.account_sid, settings.auth_token.get_secret_value())
         self._sender = (
             {"From": settings.from_number}
             if settings.from_number
             else {"MessagingServiceSid": _required(settings.messaging_service_sid)}
         )
-        self._http, self._timeout, self._where = http, timeout, "twilio"
+        self._http, self._timeout_s, self._where = http, timeout_s, "twilio"
 
     async def send(self, to: str, body: str, values: Mapping[str, Any]) -> str:
         form = {"To": to, **self._sender, "Body": body}
-        response = await answer(
-            self._where, self._http.post(self._url, data=form, auth=self._auth, timeout=self._timeout)
+        response = await self._http.request(
+            "POST", self._url, where=self._where, data=form, headers=self._auth, timeout_s=self._timeout_s
         )
         data = _json(response)
         if response.is_success:
@@ -187,7 +187,7 @@ class _Twilio:
 class _Generic:
     """Any HTTP gateway: everything comes from the ``generic`` templates."""
 
-    def __init__(self, settings: GenericSettings, http: httpx.AsyncClient, timeout: httpx.Timeout):
+    def __init__(self, settings: GenericSettings, http: HttpClient, timeout_s: float):
         self._settings = settings
         self._url = Template("generic.url", settings.url, GATEWAY_FIELDS)
         self._headers = {
@@ -196,9 +196,9 @@ class _Generic:
         self._body = {k: Template(f"generic.body.{k}", v, GATEWAY_FIELDS) for k, v in settings.body.items()}
         self._token = settings.token.get_secret_value() if settings.token else None
         password = settings.password.get_secret_value() if settings.password else None
-        self._auth = httpx.BasicAuth(settings.username, password) if settings.username and password else None
+        self._auth = basic_auth(settings.username, password) if settings.username and password else {}
         self._secrets = tuple(s for s in (self._token, password) if s)
-        self._http, self._timeout, self._where = http, timeout, "gateway"
+        self._http, self._timeout_s, self._where = http, timeout_s, "gateway"
         self._regex = re.compile(settings.message_id_regex) if settings.message_id_regex else None
 
     async def send(self, to: str, body: str, values: Mapping[str, Any]) -> str:
@@ -209,17 +209,19 @@ class _Generic:
         content: dict[str, Any] = {}
         if self._settings.method != "GET":
             content = {"json": fields} if self._settings.encoding == "json" else {"data": fields}
-        auth = self._auth or httpx.USE_CLIENT_DEFAULT
-        method = self._settings.method
-        request = self._http.request(
-            method, url, headers=headers, auth=auth, timeout=self._timeout, **content
+        response = await self._http.request(
+            self._settings.method,
+            url,
+            where=self._where,
+            headers={**headers, **self._auth},
+            timeout_s=self._timeout_s,
+            **content,
         )
-        response = await answer(self._where, request)
-        if response.status_code in self._settings.success_status:
+        if response.status in self._settings.success_status:
             return self._message_id(response)
         _fail(self._where, response, None, excerpt(response.text, self._secrets))
 
-    def _message_id(self, response: httpx.Response) -> str:
+    def _message_id(self, response: HttpAnswer) -> str:
         if self._regex is not None:
             match = self._regex.search(response.text)
             return match.group(1) if match and match.group(1) else UNKNOWN_ID
@@ -236,17 +238,17 @@ class _Generic:
         return str(current) if isinstance(current, str | int) and str(current) else UNKNOWN_ID
 
 
-def _fail(where: str, response: httpx.Response, code: str | None, detail: str) -> NoReturn:
+def _fail(where: str, response: HttpAnswer, code: str | None, detail: str) -> NoReturn:
     """Raise the error a non-success answer means; the message names the provider's code."""
     text = (
-        f"{where}: HTTP {response.status_code}"
+        f"{where}: HTTP {response.status}"
         + (f", code {code}" if code else "")
         + (f": {mask_text(detail)}" if detail else "")
     )
-    refuse(response, text, code or f"http_{response.status_code}")
+    refuse(response, text, code or f"http_{response.status}")
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: HttpAnswer) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:

@@ -12,20 +12,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-import httpx
 import orjson
+from aiohttp import BytesPayload
+from yarl import URL
 
 from reminderd import __version__
 from reminderd.config.processors import WebhookSettings
 from reminderd.models import Occurrence
 from reminderd.processors.base import ProcessorContext
-from reminderd.processors.http import answer, excerpt, refuse, scrubbed
+from reminderd.processors.http import excerpt, refuse, scrubbed
 
 
-def safe_url(url: httpx.URL) -> str:
+def safe_url(url: URL) -> str:
     """The URL without credentials, query or fragment, fit for logs and errors."""
-    port = f":{url.port}" if url.port is not None else ""
-    return f"{url.scheme}://{url.host}{port}{url.path}"
+    port = f":{url.explicit_port}" if url.explicit_port is not None else ""
+    return f"{url.scheme}://{url.raw_host}{port}{url.path}"
 
 
 _HEADER_SAFE = "-._~:!$&'()*+,;=@/"  # printable ASCII kept as is in the header
@@ -36,46 +37,36 @@ class WebhookProcessor:
 
     def __init__(self, name: str, settings: WebhookSettings, ctx: ProcessorContext) -> None:
         self.name = name
-        self._url = httpx.URL(str(settings.url))
-        self._where = f"webhook {name}: POST {safe_url(self._url)}"
-        self._headers = httpx.Headers({"User-Agent": f"reminderd/{__version__}"})
-        self._headers.update(settings.headers)
+        self._url = str(settings.url)
+        self._where = f"webhook {name}: POST {safe_url(URL(self._url))}"
+        self._headers = {"User-Agent": f"reminderd/{__version__}", **settings.headers}
+        for header in [h for h in self._headers if h.lower() == "content-type"]:
+            del self._headers[header]
         self._headers["Content-Type"] = "application/json"
         self._secrets = tuple(v for v in settings.headers.values() if v)
-        self._timeout = None if settings.timeout_ms is None else httpx.Timeout(settings.timeout_ms / 1000)
-        self._shared = ctx.http
-        self._verify_tls = settings.verify_tls
-        self._own: httpx.AsyncClient | None = None
-
-    def _client(self) -> httpx.AsyncClient:
-        """The shared client, or (``verify_tls: false``) a private one made on first use.
-
-        httpx fixes TLS verification per client, so turning it off for one webhook must
-        not turn it off for every other HTTP processor sharing the daemon's client.
-        """
-        if self._verify_tls:
-            return self._shared
-        if self._own is None:
-            self._own = httpx.AsyncClient(verify=False, timeout=self._shared.timeout)
-        return self._own
+        self._timeout_s = None if settings.timeout_ms is None else settings.timeout_ms / 1000
+        self._http = ctx.http
+        # aiohttp sets TLS verification per request: turning it off here touches no other webhook.
+        self._tls: dict[str, bool] = {} if settings.verify_tls else {"ssl": False}
 
     async def __call__(self, occ: Occurrence) -> Mapping[str, str] | None:
         """POST the occurrence; return ``{"status": "<code>"}`` on 2xx."""
-        headers = self._headers.copy()
         # Header values are ASCII; a key with other characters is sent percent-encoded (UTF-8).
-        headers["Idempotency-Key"] = quote(occ.idempotency_key, safe=_HEADER_SAFE)
-        body = orjson.dumps(occ.as_json())
-        timeout = self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT
-        pending = self._client().post(self._url, content=body, headers=headers, timeout=timeout)
-        response = await answer(self._where, pending, lambda text: scrubbed(text, self._secrets))
-        status = response.status_code
-        if 200 <= status < 300:
-            return {"status": str(status)}
-        text = excerpt(response.text, self._secrets)
-        refuse(response, f"{self._where}: HTTP {status}" + (f": {text}" if text else ""), str(status))
+        headers = {**self._headers, "Idempotency-Key": quote(occ.idempotency_key, safe=_HEADER_SAFE)}
+        response = await self._http.request(
+            "POST",
+            self._url,
+            where=self._where,
+            quote=lambda text: scrubbed(text, self._secrets),
+            data=BytesPayload(orjson.dumps(occ.as_json()), content_type="application/json"),
+            headers=headers,
+            timeout_s=self._timeout_s,
+            **self._tls,
+        )
+        if response.is_success:
+            return {"status": str(response.status)}
+        status, text = str(response.status), excerpt(response.text, self._secrets)
+        refuse(response, f"{self._where}: HTTP {status}" + (f": {text}" if text else ""), status)
 
     async def aclose(self) -> None:
-        """Close the private client, if one was made; the shared one is the daemon's."""
-        if self._own is not None:
-            await self._own.aclose()
-            self._own = None
+        """Nothing of its own to release: the HTTP client is the daemon's."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import ssl
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reminderd.config.model import RedisSettings
 from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, parse_sentinel_url
+from reminderd.config.transport import TlsSettings
 from reminderd.core.pii import mask_url
 from reminderd.errors import RedisUnavailableError
 from reminderd.storage.embedded import EmbeddedRedis, connect_or_start
@@ -55,6 +57,16 @@ def client_kwargs(settings: RedisSettings, *, subscriber: bool = False) -> dict[
     return kwargs
 
 
+def tls_kwargs(tls: TlsSettings) -> dict[str, Any]:
+    """redis-py's TLS arguments from ``redis.tls`` (only for ``rediss://``: plain ones reject them)."""
+    files = {"ssl_ca_certs": tls.ca_file, "ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    return {
+        "ssl_cert_reqs": "required" if tls.verify else "none",
+        "ssl_check_hostname": tls.verify and tls.check_hostname,
+        **{name: path for name, path in files.items() if path},
+    }
+
+
 def make_client(settings: RedisSettings, url: str, *, subscriber: bool = False) -> aioredis.Redis:
     """A client for ``url`` (already resolved from ``embedded``); no I/O happens here.
 
@@ -65,6 +77,8 @@ def make_client(settings: RedisSettings, url: str, *, subscriber: bool = False) 
     if url.startswith(SENTINEL_SCHEME):
         spec, timeout_s = sentinel_spec(settings, url), settings.socket_timeout_ms / 1000
         return sentinel_client(spec, kwargs, subscriber=subscriber, timeout_s=timeout_s)
+    if url.startswith("rediss://"):
+        kwargs.update(tls_kwargs(settings.tls))
     if subscriber:
         return aioredis.Redis.from_url(url, **kwargs)
     pool = aioredis.BlockingConnectionPool.from_url(url, timeout=settings.socket_timeout_ms / 1000, **kwargs)
@@ -109,11 +123,20 @@ def reason_of(exc: BaseException) -> str:
         seen.add(id(current))
         if isinstance(current, TimeoutError | RedisTimeoutError):
             return "timed out"
+        if isinstance(current, ssl.SSLError):  # its errno is OpenSSL's, not the OS's (1 is not EPERM)
+            return tls_reason(current)
         if isinstance(current, OSError) and current.errno is not None and current.errno in errno.errorcode:
             return os.strerror(current.errno)
         current = current.__cause__ or current.__context__
     text = str(exc).strip()
     return text or type(exc).__name__
+
+
+def tls_reason(exc: ssl.SSLError) -> str:
+    """``TLS: CERTIFICATE_VERIFY_FAILED (self-signed certificate)``: OpenSSL's reason and detail."""
+    detail = exc.verify_message if isinstance(exc, ssl.SSLCertVerificationError) else None
+    reason = exc.reason or type(exc).__name__
+    return f"TLS: {reason}" + (f" ({detail})" if detail else "")
 
 
 def unreachable(url: str, exc: BaseException) -> RedisUnavailableError:

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from reminderd.config.model import EmbeddedSettings
+from reminderd.config.transport import EmbeddedSettings
 from reminderd.errors import ConfigError, RedisUnavailableError
 from reminderd.storage.embedded_access import Access
 from reminderd.storage.server_binary import find_server

@@ -96,6 +96,16 @@ class Names:
         return f"{self.namespace}:rate:{bucket}"
 
     @property
+    def epoch(self) -> str:
+        """STRING: a token the first daemon writes into a data set; gone means the data set is new."""
+        return f"{self.namespace}:epoch"
+
+    @property
+    def data_lost(self) -> str:
+        """STRING (PX 7 days): JSON of the last detected loss of the data set (when, which server)."""
+        return f"{self.namespace}:data_lost"
+
+    @property
     def canary_prefix(self) -> str:
         """Prefix of short-lived STRING keys that prove expired events arrive."""
         return f"{self.namespace}:canary:"

@@ -4,7 +4,7 @@ Under systemd stdout goes to the journal, so ``auto`` renders one JSON object pe
 there (``journalctl -u reminderd -o cat | jq``) and a coloured console format on a TTY.
 Loggers are not cached, so ``configure_logging`` can run again (SIGHUP changes the level)
 and every existing logger follows. Log records of libraries that use stdlib ``logging``
-(httpx, redis) go through the same renderer, so the journal holds one format.
+(aiohttp, redis) go through the same renderer, so the journal holds one format.
 
 Secrets never reach the log: ``mask_secrets`` replaces values of keys that look like
 credentials and passwords inside URLs, at any depth, after every other processor ran.
@@ -35,7 +35,7 @@ LEVELS: Mapping[str, int] = {
     "critical": logging.CRITICAL,
 }
 MASK = "***"
-_NOISY_LIBRARIES = ("httpx", "httpcore")  # one INFO line per request, URLs included
+_NOISY_LIBRARIES = ("aiohttp",)  # its client and connector speak at INFO of connections, URLs included
 _HANDLER_NAME = "reminderd"
 
 

@@ -10,6 +10,7 @@ health probes, by ``reminderd.telemetry.endpoint``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -19,6 +20,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from reminderd.telemetry.log_output import dropped_lines
 
 LATENESS_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -33,6 +38,7 @@ class Metrics:
         self._add_counters(self.registry)
         self._add_histograms(self.registry)
         self._add_gauges(self.registry)
+        self.registry.register(_LogDropped())
 
     def _add_counters(self, r: CollectorRegistry) -> None:
         rp = ("rule", "processor")
@@ -61,6 +67,9 @@ class Metrics:
         self._rejected = Counter(
             "reminderd_rejected_keys", "Keys that are not trigger keys.", ["reason"], registry=r
         )
+        self._lease_lost = Counter(
+            "reminderd_lease_lost", "Verdicts dropped: the lease lapsed, another owner took over.", registry=r
+        )
 
     def _add_histograms(self, r: CollectorRegistry) -> None:
         self._lateness = Histogram(
@@ -88,6 +97,9 @@ class Metrics:
             "reminderd_last_sweep_timestamp_seconds", "Unix time of the last sweep.", registry=r
         )
         self._in_flight = Gauge("reminderd_in_flight", "Occurrences being processed now.", registry=r)
+        self._clock_offset = Gauge(
+            "reminderd_clock_offset_seconds", "Redis's clock minus this host's (last heartbeat).", registry=r
+        )
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: the lookup takes a lock and is on the hot path."""
@@ -133,6 +145,10 @@ class Metrics:
         """A key name matched no rule or did not parse."""
         self._rejected.labels(reason).inc()
 
+    def lease_lost(self) -> None:
+        """A verdict was dropped: the occurrence's lease had lapsed (a pause longer than the lease)."""
+        self._lease_lost.inc()
+
     def observe_lateness(self, rule: str, lateness_ms: float) -> None:
         """How late an occurrence fired; negative values (clock noise) count as on time."""
         self._child(self._lateness, rule).observe(max(lateness_ms, 0.0) / 1000)
@@ -157,6 +173,10 @@ class Metrics:
         """A sweep completed (at Unix time ``at_s``, default now)."""
         self._last_sweep.set(time.time() if at_s is None else at_s)
 
+    def set_clock_offset(self, offset_ms: int) -> None:
+        """How far this host's clock is behind Redis's (negative: ahead)."""
+        self._clock_offset.set(offset_ms / 1000)
+
     def set_in_flight(self, count: int) -> None:
         """Occurrences being processed now."""
         self._in_flight.set(count)
@@ -164,3 +184,12 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _LogDropped(Collector):
+    """``reminderd_log_dropped_total``, read at each scrape from the log outputs' own count."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "reminderd_log_dropped", "Log lines dropped (stream full, closed, failing).", dropped_lines()
+        )

@@ -7,6 +7,7 @@ already due, and a ``stream`` processor so delivery is read from Redis, not from
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -93,6 +94,26 @@ def test_stdout_on_a_full_disk_does_not_stop_delivery(tmp_path: Path, redis_url:
     cfg = _config(tmp_path, redis_url)
     with open("/dev/full", "wb") as full, _daemon(cfg, full) as proc:
         _deliver_all(cfg, redis_url, proc)
+
+
+def test_dropped_log_lines_show_in_status(tmp_path: Path, redis_url: str) -> None:
+    """A daemon logging to /dev/full counts its dropped lines in its heartbeat, so ``status`` shows them."""
+    cfg = _config(tmp_path, redis_url)
+    with open("/dev/full", "wb") as full, _daemon(cfg, full) as proc:
+        _schedule_due_now(cfg, redis_url)
+        wait_until(lambda: (_status_daemons(cfg) or [{}])[0].get("log_dropped", 0) >= COUNT, 30, "log drops")
+        assert proc.poll() is None
+
+
+def _status_daemons(cfg: Path) -> list[dict[str, Any]]:
+    """The ``daemons`` of ``reminderd status --json``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "reminderd", "status", "--json", "--config", str(cfg)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return list(json.loads(done.stdout)["daemons"])
 
 
 def test_stdout_on_a_closed_pipe_does_not_stop_delivery(tmp_path: Path, redis_url: str) -> None:

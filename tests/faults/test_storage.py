@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +81,30 @@ def test_redis_restart_with_persistence_fires_everything_once(
     tally.assert_exactly_once(keys, ("/a", "/b"))
     assert d.find("redis.data_lost") == []
     client.close()
+
+
+@pytest.mark.slow
+def test_data_loss_is_told_from_the_server_even_after_a_producer_wrote(
+    tmp_path: Path, servers: Servers, receiver: HttpReceiver, daemons: Daemons
+) -> None:
+    """A producer writing into the restarted, empty Redis first does not hide the loss; status shows it."""
+    server = servers.start()
+    cfg = webhook_config(tmp_path / "cfg.yaml", server.url, receiver, daemon={"heartbeat_interval": "2s"})
+    d = daemons.start(cfg)
+    with api(cfg, server.url) as r:
+        r.schedule_many((f"send_message-{i}-gone", None, When(in_=60_000)) for i in range(10))
+    server.restart()
+    with api(cfg, server.url) as r:  # before the next heartbeat looks at the server
+        r.schedule("send_message-1-first", when=When(in_=60_000))
+    d.wait_for("redis.data_lost", timeout_s=10)
+    done = subprocess.run(
+        [sys.executable, "-m", "reminderd", "status", "--json", "--config", str(cfg)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    warnings = json.loads(done.stdout)["warnings"]
+    assert any(w.startswith("Redis lost its data set ") for w in warnings), warnings
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-import httpx
 import redis.asyncio as aioredis
 import structlog
 import yaml
@@ -13,7 +12,7 @@ import yaml
 from reminderd.config import load_config_text
 from reminderd.config.sms import SmsSettings
 from reminderd.pipeline.decisions import Complete, Defer
-from reminderd.processors.base import ProcessorContext
+from reminderd.processors.base import HttpClient, ProcessorContext
 from reminderd.processors.sms import SmsProcessor
 from reminderd.storage.names import Names
 from tests.pipeline.harness import KEY, Recorder, running
@@ -97,7 +96,7 @@ async def test_quiet_hours_and_the_sms_processor_share_one_read_of_the_hash(
         cfg = sms_config(twilio.base_url, quiet_hours=window_around(now, 12))  # outside the window
         settings = load_config_text(cfg).processors["sms"]
         assert isinstance(settings, SmsSettings)
-        async with httpx.AsyncClient() as http:
+        async with HttpClient(100) as http:
             ctx = ProcessorContext(aredis, http, Names("t"), structlog.get_logger())
             async with running(redis_url, cfg, {"sms": SmsProcessor("sms", settings, ctx)}) as p:
                 await p.redis.hset("user:42", mapping={"phone": PHONE, "tz": "UTC"})

@@ -1,0 +1,170 @@
+"""The daemon's one HTTP client, shared by the HTTP processors (``webhook``, ``sms``) and plugins.
+
+It holds at the daemon's full concurrency. Each request first takes a connection slot of
+its host (``daemon.http_connections_per_host``, by default ``daemon.concurrency``); the
+wait for a slot is not part of the attempt: it is left out of the processor's timeout
+(``reminderd.processors.budget``), so a request that never left cannot time out and be
+sent again. Once it has a slot, the request's own timeout covers connecting, sending and
+reading the answer. aiohttp, not httpx: at 1,000 concurrent calls to a loopback receiver
+httpx's pool spent 93 ms of CPU per call and timed every call out, aiohttp 0.6 ms and none
+(``docs/benchmark.md``). The answer is read whole into an ``HttpAnswer``, a plain value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from reminderd.errors import RetryableError
+from reminderd.processors.budget import not_counted
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """An HTTP response, read whole: status, headers (case-insensitive) and body."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text (UTF-8, undecodable bytes replaced)."""
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def is_success(self) -> bool:
+        """A 2xx status."""
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ``ValueError`` if it is not."""
+        return orjson.loads(self.body)
+
+
+class HttpClient:
+    """One ``aiohttp.ClientSession`` and a connection-slot semaphore per host.
+
+    Constructing it does no I/O; ``async with`` opens the session and closes it.
+    """
+
+    def __init__(self, connections_per_host: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.connections_per_host = connections_per_host
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: dict[str, _Slots] = {}
+        self.queued = 0  # requests waiting for a connection slot now
+
+    async def __aenter__(self) -> HttpClient:
+        # The semaphores bound the connections per host, so the connector need not.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open session, for a plugin that needs aiohttp itself (its waits are its own)."""
+        if self._session is None:
+            raise RuntimeError("the HTTP client is not open (use it as `async with`)")
+        return self._session
+
+    def _slot(self, host: str) -> _Slots:
+        slot = self._slots.get(host)
+        if slot is None:
+            slot = self._slots[host] = _Slots(self.connections_per_host)
+        return slot
+
+    async def request(
+        self, method: str, url: str, *, where: str, quote: Callable[[str], str] | None = None, **options: Any
+    ) -> HttpAnswer:
+        """Send one request and read its answer; a transport failure raises ``RetryableError``.
+
+        ``options`` are aiohttp's (``headers``, ``data``, ``json``, ``auth``, ``ssl``) plus
+        ``timeout_s`` (default: the client's). The error names ``where``; a transport error's
+        own text is quoted only through ``quote`` (which masks what must not show), as URLs
+        of some gateways carry secrets.
+        """
+        timeout = aiohttp.ClientTimeout(total=options.pop("timeout_s", None) or self.timeout_s)
+        slot = self._slot(URL(url).host or "")
+        if not slot.take_now():
+            self.queued += 1
+            try:
+                async with not_counted():
+                    await slot.wait()
+            finally:
+                self.queued -= 1
+        try:
+            return await self._send(method, url, where, quote, timeout=timeout, **options)
+        finally:
+            slot.give_back()
+
+    async def _send(
+        self, method: str, url: str, where: str, quote: Callable[[str], str] | None, **options: Any
+    ) -> HttpAnswer:
+        try:
+            async with self.session.request(method, url, **options) as response:
+                body = await response.read()
+                return HttpAnswer(response.status, response.headers, body)
+        except TimeoutError as exc:
+            raise RetryableError(f"{where}: timed out after {options['timeout'].total:g}s") from exc
+        except aiohttp.ClientError as exc:
+            name = type(exc).__name__
+            reason = f"{name}: {quote(str(exc))}" if quote is not None else f"request failed ({name})"
+            raise RetryableError(f"{where}: {reason}") from exc
+
+
+class _Slots:
+    """The connection slots of one host: taken and given back in O(1), waiters served in order.
+
+    ``asyncio.Semaphore`` would do, but its ``locked()`` walks every waiter: with a thousand
+    requests queued for a slow host that is a thousand steps per request.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def take_now(self) -> bool:
+        """Take a slot if one is free and nobody waits before us."""
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait until a slot is handed over (a cancelled waiter hands a late slot back)."""
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(handed)
+        try:
+            await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled():
+                self.give_back()
+            raise
+
+    def give_back(self) -> None:
+        """Hand the slot to the first live waiter, else free it."""
+        while self._waiting:
+            handed = self._waiting.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        self.free += 1

@@ -1,0 +1,85 @@
+"""The shared HTTP client: connection slots per host, waited for outside the processor's timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from reminderd.errors import RetryableError
+from reminderd.processors.base import HttpClient
+from reminderd.processors.budget import budget, not_counted
+from tests.http_receiver import HttpReceiver, Reply
+
+
+async def test_a_wait_for_a_connection_slot_is_not_counted_in_the_timeout() -> None:
+    """Five 0.2 s calls through one slot all succeed under a 0.5 s budget that queueing would exceed."""
+    with HttpReceiver(default=Reply(200, delay_s=0.2)) as receiver:
+        async with HttpClient(1) as http:
+
+            async def call() -> int:
+                async with budget(0.5):
+                    answer = await http.request("POST", receiver.url("/"), where="t", data=b"{}")
+                return answer.status
+
+            started = time.monotonic()
+            assert await asyncio.gather(*(call() for _ in range(5))) == [200] * 5
+        assert time.monotonic() - started >= 1.0  # they did queue: one at a time
+        ports = {r.client_port for r in receiver.requests}
+        assert len(ports) == 1  # one connection, reused
+
+
+async def test_the_timeout_still_covers_the_request_once_it_has_a_slot() -> None:
+    """A request slower than its budget times out even after it waited for its slot."""
+    with HttpReceiver(default=Reply(200, delay_s=1.0)) as receiver:
+        async with HttpClient(1) as http:
+            with pytest.raises(TimeoutError):
+                async with budget(0.3):
+                    await http.request("POST", receiver.url("/"), where="t")
+
+
+async def test_not_counted_resumes_the_deadline_with_what_was_left() -> None:
+    """Time inside not_counted is added back; time outside still counts."""
+    loop = asyncio.get_running_loop()
+    async with budget(0.5):
+        await asyncio.sleep(0.2)
+        async with not_counted():
+            await asyncio.sleep(0.6)  # beyond the budget: not counted
+        await asyncio.sleep(0.2)
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await _paused_then_slept(0.5, paused_s=0.1, slept_s=1.0)
+    assert 0.55 <= loop.time() - started < 0.9
+
+
+async def _paused_then_slept(budget_s: float, paused_s: float, slept_s: float) -> None:
+    async with budget(budget_s):
+        async with not_counted():
+            await asyncio.sleep(paused_s)
+        await asyncio.sleep(slept_s)
+
+
+async def test_a_transport_error_is_retryable_and_names_the_place() -> None:
+    """A refused connection raises RetryableError naming ``where`` and the error's type only."""
+    from tests.redis_server import free_port
+
+    async with HttpClient(4) as http:
+        with pytest.raises(RetryableError, match=r"^hook: request failed \(ClientConnectorError\)$"):
+            await http.request("GET", f"http://127.0.0.1:{free_port()}/", where="hook")
+
+
+async def test_a_cancelled_waiter_leaves_no_slot_behind() -> None:
+    """A request cancelled while it waits for the one slot neither takes nor loses it."""
+    with HttpReceiver(default=Reply(200, delay_s=0.3)) as receiver:
+        async with HttpClient(1) as http:
+            first = asyncio.ensure_future(http.request("GET", receiver.url("/"), where="t"))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.ensure_future(http.request("GET", receiver.url("/"), where="t"))
+            await asyncio.sleep(0.05)
+            assert http.queued == 1
+            waiting.cancel()
+            assert (await first).status == 200
+            assert (await http.request("GET", receiver.url("/"), where="t")).status == 200
+            assert http.queued == 0
+        assert len(receiver.requests) == 2
