@@ -138,6 +138,29 @@ def test_recovery_after_downtime(
     assert set(counts.values()) == {2}
 
 
+def test_recovery_says_its_total_up_front_and_its_progress(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str, daemons: list
+) -> None:
+    """A start-up recovery of 400 overdue reminders logs its total before the first fire, then progress."""
+    with HttpReceiver(default=Reply(200, delay_s=0.1)) as slow:
+        cfg = webhook_config(tmp_path, redis_url, slow, daemon={"concurrency": 20})
+        with api(cfg, redis_url) as r:
+            r.schedule_many((f"send_message-{i}-late", None, When(in_=50)) for i in range(400))
+            last_due = max(rem.due_at_ms for rem in r.list(limit=500))
+        client = redis_server.client()
+        wait_until(lambda: _redis_now_ms(client) > last_due + 20, message="all 400 due")
+        d = DaemonProcess(cfg)
+        daemons.append(d)
+        d.start(timeout_s=60)
+        events = [e["event"] for e in d.read()]
+        assert events.index("recovery.started") < events.index("reminder.fired")
+        assert d.find("recovery.started")[0]["total"] == 400
+        progress = d.find("recovery.progress")
+        assert progress, "no progress line during a recovery of several seconds"
+        assert {"done", "total", "rate_per_s", "eta_s"} <= set(progress[0])
+        assert progress[0]["total"] == 400
+
+
 def test_sigterm_drains_in_flight_work(
     tmp_path: Path, redis_url: str, receiver: HttpReceiver, daemons: list
 ) -> None:

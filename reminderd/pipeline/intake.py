@@ -21,6 +21,7 @@ from reminderd.pipeline.dispatch import Dispatcher
 from reminderd.pipeline.events import EventBatches, raise_if_cancelled, report_notes
 from reminderd.pipeline.finish import Finisher
 from reminderd.pipeline.hints import Hints
+from reminderd.pipeline.progress import Progress
 from reminderd.pipeline.runtime import Context
 
 log = structlog.get_logger("reminderd.pipeline.intake")
@@ -127,11 +128,14 @@ class Intake:
         await self.events.run()
 
     async def drain_backlog(self) -> int:
-        """Start-up: claim everything already due, waiting for capacity as needed."""
-        total = 0
+        """Start-up: claim everything already due, waiting for capacity as needed (with
+        ``recovery.started`` / ``recovery.progress`` lines in the log)."""
+        _scheduled, due = await self.ctx.store.counts(self.clock.now_ms())
+        progress, total = Progress("recovery", due), 0
         while True:
             claimed = await self.sweep_once("startup")
             total += claimed
+            progress.update(total)
             _scheduled, due = await self.ctx.store.counts(self.clock.now_ms())
             if due == 0 or (claimed == 0 and self.capacity.free() > 0):
                 return total
