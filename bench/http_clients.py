@@ -25,40 +25,20 @@ import aiohttp
 import httpx
 import uvloop
 
+from bench.loopback import RequestSplitter
+
 BODY = b'{"key":"send_message-42-daily","occurrence":1,"payload":{}}'
 BUDGET_S = 10.0
-ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 Call = Callable[[int], Awaitable[None]]
 
 
-class _Receiver(asyncio.Protocol):
-    """HTTP/1.1 keep-alive: answers each request with 200 after ``delay_s``."""
+class _Receiver(RequestSplitter):
+    """Answers each request with 200 after ``delay_s``."""
 
     delay_s = 0.0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
-            head, _, rest = self.buffer.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(rest) < length:
-                return
-            self.buffer = rest[length:]
-            asyncio.get_running_loop().call_later(self.delay_s, self._answer)
-
-    def _answer(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
-            )
+    def on_request(self, body: bytes) -> None:
+        asyncio.get_running_loop().call_later(self.delay_s, self.answer)
 
 
 def _serve(sock: socket.socket, delay_s: float) -> None:

@@ -34,37 +34,21 @@ import redis.asyncio as aioredis
 import uvloop
 import yaml
 
+from bench.loopback import RequestSplitter
 from reminderd.api import AsyncReminders, When
 from reminderd.config import load_config
 from tests.redis_server import RedisServer
 
-ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
-
-class _Receiver(asyncio.Protocol):
+class _Receiver(RequestSplitter):
     """Answers every POST with 200 at once; records (idempotency key, lateness ms) per request."""
 
     seen: ClassVar[list[tuple[str, int]]] = []
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
-            head, _, rest = self.buffer.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(rest) < length:
-                return
-            body, self.buffer = rest[:length], rest[length:]
-            occ = json.loads(body)
-            _Receiver.seen.append((occ["idempotency_key"], int(time.time() * 1000) - int(occ["due_at_ms"])))
-            self.transport.write(ANSWER)
+    def on_request(self, body: bytes) -> None:
+        occ = json.loads(body)
+        _Receiver.seen.append((occ["idempotency_key"], int(time.time() * 1000) - int(occ["due_at_ms"])))
+        self.answer()
 
 
 def _serve(sock: socket.socket, pipe: Connection) -> None:
