@@ -40,10 +40,10 @@ class Recovery:
     async def reconcile(self) -> dict[str, int]:
         """Adopt, repair and recover; the counts for the start-up summary line."""
         self._server = await server_identity(self.store.redis)
-        await epoch.mark(self.store.redis, self.store.names)
         started = time.monotonic()
         adopted = repaired = recovered = 0
         try:
+            await epoch.mark(self.store.redis, self.store.names)  # a write: refused on a replica
             adopted = await self.adopt_all()
             repaired = await self.repair_all()
             recovered = await self.intake.drain_backlog()
