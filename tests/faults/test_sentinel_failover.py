@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from reminderd.api import When
-from tests.daemon_proc import wait_until
+from tests.daemon_proc import DaemonProcess, wait_until
 from tests.faults import Tally, api, webhook_config
 from tests.faults.conftest import Daemons
 from tests.http_receiver import HttpReceiver
@@ -42,13 +42,11 @@ def _first_write_s(topology: SentinelTopology, killed_at: float) -> float:
         time.sleep(0.02)
 
 
-@pytest.mark.slow
-def test_kill_primary_every_reminder_fires_once(
-    tmp_path: Path, fresh_sentinels: SentinelTopology, receiver: HttpReceiver, daemons: Daemons
-) -> None:
-    """kill -9 of the primary: every reminder fires exactly once, the new primary gets the flags."""
-    topology = fresh_sentinels
-    # A long heartbeat: the failover must be followed from +switch-master, not noticed later.
+def _daemon_on_sentinels(
+    tmp_path: Path, topology: SentinelTopology, receiver: HttpReceiver, daemons: Daemons
+) -> tuple[Path, DaemonProcess]:
+    """A daemon through the sentinels; a long heartbeat, so a failover must be followed from
+    +switch-master, not noticed later by the heartbeat."""
     cfg = webhook_config(
         tmp_path / "d.yaml",
         topology.url(),
@@ -56,7 +54,16 @@ def test_kill_primary_every_reminder_fires_once(
         processors=("a",),
         daemon={"heartbeat_interval": "60s", "adoption_interval": "60s"},
     )
-    proc = daemons.start(cfg)
+    return cfg, daemons.start(cfg)
+
+
+@pytest.mark.slow
+def test_kill_primary_every_reminder_fires_once(
+    tmp_path: Path, fresh_sentinels: SentinelTopology, receiver: HttpReceiver, daemons: Daemons
+) -> None:
+    """kill -9 of the primary: every reminder fires exactly once, the new primary gets the flags."""
+    topology = fresh_sentinels
+    cfg, proc = _daemon_on_sentinels(tmp_path, topology, receiver, daemons)
     before = [f"send_message-{i}-before" for i in range(BEFORE)]
     during = [f"send_message-{i}-during" for i in range(DURING)]
     with api(cfg, topology.url()) as r:
@@ -99,14 +106,7 @@ def test_manual_failover_moves_the_subscriber(
 ) -> None:
     """After SENTINEL FAILOVER (old primary alive, now a replica) raw keys fire from the new one's events."""
     topology = fresh_sentinels
-    cfg = webhook_config(
-        tmp_path / "d.yaml",
-        topology.url(),
-        receiver,
-        processors=("a",),
-        daemon={"heartbeat_interval": "60s", "adoption_interval": "60s"},
-    )
-    proc = daemons.start(cfg)
+    _cfg, proc = _daemon_on_sentinels(tmp_path, topology, receiver, daemons)
     with topology.sentinels[0].client() as sentinel:
         sentinel.sentinel_failover(MASTER)
     new = topology.wait_failover(topology.primary.port)
