@@ -29,6 +29,7 @@ from reminderd.storage.records import Adoption, Note
 log = structlog.get_logger("reminderd.pipeline.events")
 EVENT_BATCH = 500
 ADOPT_BATCH = 1000
+RETRY_S = 0.2  # a failed batch stays queued and is tried again after this pause
 _Once = Callable[[], Awaitable[int]]
 
 
@@ -134,9 +135,7 @@ class EventBatches:
                     claims += got.claims
                     report_notes(self.ctx, got.notes, reasons)
         except RedisError as exc:
-            log.warning("redis.claim_failed", error=str(exc), keys=len(batch))
-            await asyncio.sleep(0.2)
-            return 0
+            return await _failed("redis.claim_failed", exc, batch)
         for key in batch:
             self.hints.expired.pop(key, None)
         return self.dispatcher.submit(claims, "event")
@@ -172,9 +171,7 @@ class EventBatches:
                 batch, payload_max_bytes=self.ctx.settings.limits.payload_max_bytes
             )
         except RedisError as exc:
-            log.warning("redis.adopt_failed", error=str(exc), keys=len(batch))
-            await asyncio.sleep(0.2)
-            return 0
+            return await _failed("redis.adopt_failed", exc, batch)
         for key in batch:
             self.hints.written.pop(key, None)
         report_adoption(self.ctx, found, "", "expire_event")
@@ -186,9 +183,7 @@ class EventBatches:
         try:
             cancelled = await self.ctx.store.raw.forget(batch)
         except RedisError as exc:
-            log.warning("redis.forget_failed", error=str(exc), keys=len(batch))
-            await asyncio.sleep(0.2)
-            return 0
+            return await _failed("redis.forget_failed", exc, batch)
         for key in batch:
             self.hints.deleted.pop(key, None)
         for key in cancelled:
@@ -219,3 +214,10 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def _failed(event: str, exc: RedisError, batch: list[str]) -> int:
+    """A batch Redis refused: said once, left in its queue, tried again after ``RETRY_S``."""
+    log.warning(event, error=str(exc), keys=len(batch))
+    await asyncio.sleep(RETRY_S)
+    return 0
