@@ -36,6 +36,7 @@ from tests.test_store import (
     redis_now,
     replay_of,
     req,
+    wait_past,
 )
 
 r = test_store.r
@@ -195,12 +196,38 @@ async def test_done_list_holds_each_processor_once(store: Store, r: aioredis.Red
 
 
 async def test_disarm_covers_a_burst_at_one_instant(store: Store, r: aioredis.Redis) -> None:
-    """A burst due at one millisecond, many pages long, has every trigger key deleted."""
+    """A burst due at one millisecond, many pages long, has every trigger key's expiry taken off."""
     due = await redis_now(r) + 60_000
     keys = [f"send_message-{i}-burst" for i in range(50)]
     await store.schedule_many(req(k, due) for k in keys)
     assert await store.disarm(due - 1000, due, page=7) == 50
-    assert await r.exists(*keys) == 0
+    assert [await r.pttl(k) for k in keys] == [-1] * 50
+
+
+async def test_a_disarmed_one_shot_finishes_without_a_fired_marker(store: Store, r: aioredis.Redis) -> None:
+    """The claim finds a disarmed trigger key alive, so no expired event of it exists: no marker."""
+    now = await redis_now(r)
+    await store.schedule(req(KEY, now + 300))
+    await store.disarm(now, now + 300)
+    await wait_past(r, now + 300)
+    claim = (await store.claim_due("A", limit=10, lease_ms=60_000)).claims[0]
+    assert not await r.exists(KEY)
+    assert await store.complete_many(
+        "A", [Completion(KEY, claim.occurrence, None)], fired_window_ms=WINDOW_MS
+    )
+    assert not await r.exists(NAMES.fired(KEY), NAMES.record(KEY), NAMES.lock(KEY))
+
+
+async def test_an_expired_trigger_key_leaves_a_fired_marker(store: Store, r: aioredis.Redis) -> None:
+    """A trigger key that expired may have raised an event: its finished one-shot is remembered."""
+    now = await redis_now(r)
+    await store.schedule(req(KEY, now + 50))
+    await wait_past(r, now + 50)
+    claim = (await store.claim_due("A", limit=10, lease_ms=60_000)).claims[0]
+    assert await store.complete_many(
+        "A", [Completion(KEY, claim.occurrence, None)], fired_window_ms=WINDOW_MS
+    )
+    assert await r.exists(NAMES.fired(KEY))
 
 
 async def test_disarm_pages_go_on_after_the_last_entry_seen(store: Store, r: aioredis.Redis) -> None:
@@ -210,11 +237,11 @@ async def test_disarm_pages_go_on_after_the_last_entry_seen(store: Store, r: aio
     keys = sorted(f"send_message-{i}-burst" for i in range(6))
     await store.schedule_many(req(k, due) for k in keys)
     looked, cursor = await store.disarm_page(DisarmCursor(now), due, 2)
-    assert (looked, await r.exists(*keys[:2])) == (2, 0)
+    assert (looked, [await r.pttl(k) for k in keys[:2]]) == (2, [-1, -1])
     await r.zadd(NAMES.due, dict.fromkeys(keys[:2], now + 120_000))  # claimed by another instance
     while cursor is not None:
         looked, cursor = await store.disarm_page(cursor, due, 2)
-    assert await r.exists(*keys) == 0
+    assert [await r.pttl(k) for k in keys] == [-1] * 6
 
 
 # -- cancel -----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
--- Delete the trigger keys of indexed reminders that come due within a short horizon,
--- before Redis expires them. The timer fires those from the index; deleting the keys
--- first means Redis emits no expired event for them (a DEL of a live key is not an
--- expiry), so a burst does not also flood every daemon's subscriber with events that
--- would only repeat what the index already said. Raw keys are untouched, indexed or not:
+-- Take the expiry off the trigger keys of indexed reminders that come due within a short
+-- horizon, before Redis expires them. The timer fires those from the index; a plain SET
+-- (no TTL) means Redis neither expires them nor emits any event (not even a del), so a
+-- burst does not also flood every daemon's subscriber with events that would only repeat
+-- what the index already said, and the claim's DEL finds the key alive: proof that no
+-- expired event of it exists, so its finish needs no fired marker (prelude's take()).
+-- A key already gone is left gone. Raw keys are untouched, indexed or not:
 -- they are their producers' (whose TTL stays the truth), and not yet indexed, their
 -- expired event is the way in.
 -- Pages continue after the last entry seen (its score and member), by rank: O(log N) a
@@ -25,7 +27,8 @@ local rows = redis.call('ZRANGE', DUE, start, start + limit - 1, 'WITHSCORES')
 local n = 0
 for j = 1, #rows, 2 do
   if tonumber(rows[j + 1]) > until_ms then return {n, score, member, 0} end
-  if not is_aux(rows[j]) and redis.call('HGET', record_key(rows[j]), F.raw) ~= '1' then redis.call('DEL', rows[j]) end
+  local m = rows[j]
+  if not is_aux(m) and redis.call('HGET', record_key(m), F.raw) ~= '1' then redis.call('SET', m, '1', 'XX') end
   n, score, member = n + 1, rows[j + 1], rows[j]
 end
 return {n, score, member, (#rows == 2 * limit) and 1 or 0}

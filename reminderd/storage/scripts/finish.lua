@@ -15,34 +15,37 @@ local function count(stat)
   if stat ~= '' then counts[stat] = (counts[stat] or 0) + 1 end
 end
 
--- Each kind: how many values follow member and occurrence, and what to do with them at `i`.
+-- Each kind: how many values follow member and occurrence, and what to do with them at `i`
+-- (`lock` is the claim's, still held; `flags` its lock flags, prelude's owned()).
 local KIND = {
-  C = {1, function(m, occ, rec, i)
+  C = {1, function(m, occ, rec, lock, flags, i)
     count(ARGV[6])
-    return finish(m, rec, occ, ARGV[i], now, window)
+    return finish(m, rec, lock, occ, ARGV[i], now, window, flags)
   end},
-  K = {2, function(m, occ, rec, i)
+  K = {2, function(m, occ, rec, lock, flags, i)
     count(ARGV[i + 1])
-    return finish(m, rec, occ, ARGV[i], now, window)
+    return finish(m, rec, lock, occ, ARGV[i], now, window, flags)
   end},
-  R = {3, function(m, occ, rec, i)
+  R = {3, function(m, occ, rec, lock, flags, i)
+    redis.call('DEL', lock)
     redis.call('HINCRBY', rec, F.attempts, 1)
     redis.call('HSET', rec, F.error, ARGV[i + 1])
     add_done(rec, ARGV[i + 2])
     postpone(m, rec, ARGV[i], now)
     count('retried')
   end},
-  W = {1, function(m, occ, rec, i)
+  W = {1, function(m, occ, rec, lock, flags, i)
+    redis.call('DEL', lock)
     postpone(m, rec, ARGV[i], now)
   end},
-  D = {5, function(m, occ, rec, i)
+  D = {5, function(m, occ, rec, lock, flags, i)
     local attempts = redis.call('HINCRBY', rec, F.attempts, 1)
     add_done(rec, ARGV[i + 2])
     local r = redis.call('HMGET', rec, F.due, F.nominal, F.payload, F.done)
     dead_letter({key = key_of(m), occurrence = occ, reason = ARGV[i + 3], error = ARGV[i + 1],
       attempts = attempts, pending = ARGV[i + 4], done = r[4] or '', payload = r[3] or '{}',
       due = r[2] or r[1]}, now, maxlen)
-    return finish(m, rec, occ, ARGV[i], now, window)
+    return finish(m, rec, lock, occ, ARGV[i], now, window, flags)
   end},
 }
 
@@ -53,10 +56,8 @@ for n = 1, #kinds do
   local m, occ = ARGV[i], ARGV[i + 1]
   local rec, lock = record_key(m), lock_key(m)
   local result = 0
-  if owned(rec, lock, occ) then
-    redis.call('DEL', lock)
-    result = kind[2](m, occ, rec, i + 2) or 1
-  end
+  local flags = owned(rec, lock, occ)
+  if flags then result = kind[2](m, occ, rec, lock, flags, i + 2) or 1 end
   results[n] = result
   i = i + 2 + kind[1]
 end

@@ -12,9 +12,15 @@
 -- a trigger key, expiring at its record's due time (F.due), exactly while that due time is
 -- in the future and no claim holds it. Whatever writes a due time (schedule, re-arm, retry,
 -- deferral) arms it through arm(); a claim deletes it; repair re-creates only what this
--- rule says should exist. The one exception is the timer's disarm, which deletes keys a
--- moment before they come due (an expiry without the event). Auxiliary members (replayed
--- dead letters) never have one: their key name belongs to the live reminder.
+-- rule says should exist. The one exception is the timer's disarm, which takes the expiry
+-- off keys a moment before they come due (a plain SET: no event, and Redis never expires
+-- them), so the claim's DEL finds them alive. Auxiliary members (replayed dead letters)
+-- never have one: their key name belongs to the live reminder.
+--
+-- The lock value is INSTANCE|occurrence, then |flags when the claim learnt something about
+-- the trigger key that the finish needs: LOCK_RAW (a raw key: its TTL is the producer's)
+-- and LOCK_QUIET (the claim deleted it alive, so no expired event of it exists and a
+-- finished one-shot needs no fired marker).
 
 local DUE, STATS, DEAD = KEYS[1], KEYS[2], KEYS[3]
 local ONE = {trigger = KEYS[4], record = KEYS[5], lock = KEYS[6], fired = KEYS[7], aux = KEYS[8]}
@@ -38,21 +44,39 @@ local function key_of(m)
   return m
 end
 
-local function lock_value(occ)
-  return INSTANCE .. '|' .. occ
+local LOCK_RAW, LOCK_QUIET, LOCK_UNKNOWN = 'r', 'q', '?'
+
+local function lock_value(occ, flags)
+  if flags == nil or flags == '' then return INSTANCE .. '|' .. occ end
+  return INSTANCE .. '|' .. occ .. '|' .. flags
 end
 
--- Ownership: the record still holds occurrence `occ` and no other instance holds its lock
--- (a lapsed lock still counts as ours: nobody claimed the occurrence since).
+-- The flags of lock value `holder` if it is ours for occurrence `occ`, else nil.
+local function our_flags(holder, occ)
+  local mine = lock_value(occ)
+  if holder == mine then return '' end
+  if string.sub(holder, 1, #mine + 1) == mine .. '|' then return string.sub(holder, #mine + 2) end
+  return nil
+end
+
+local function has_flag(flags, flag)
+  return string.find(flags, flag, 1, true) ~= nil
+end
+
+-- Ownership: our lock still holds occurrence `occ` (a replace or a cancel deletes the lock),
+-- or the lock lapsed and the record still holds `occ` (nobody claimed it since). Returns
+-- the claim's lock flags (LOCK_UNKNOWN after a lapse), or nil when it is not ours.
 local function owned(rec, lock, occ)
-  if redis.call('HGET', rec, F.occurrence) ~= tostring(occ) then return false end
   local holder = redis.call('GET', lock)
-  return (not holder) or holder == lock_value(occ)
+  if holder then return our_flags(holder, occ) end
+  if redis.call('HGET', rec, F.occurrence) == tostring(occ) then return LOCK_UNKNOWN end
+  return nil
 end
 
 -- The stricter check of a lease renewal: our lock is still there.
 local function holds(lock, occ)
-  return redis.call('GET', lock) == lock_value(occ)
+  local holder = redis.call('GET', lock)
+  return holder and our_flags(holder, occ) ~= nil
 end
 
 -- The trigger-key rule above, for a member whose due time is now `due`.
@@ -170,19 +194,27 @@ end
 -- Claim one occurrence whose claimed fields `f` (CLAIMED order) say it is due: win the
 -- SET NX PX lock, move the index score to the lease's end (so after a crash it comes due
 -- again exactly when the lock lapses) and delete the trigger key (a DEL, not an expiry, so
--- no late expired event is mistaken for a new raw key). A raw reminder is claimed only
--- once its key is gone (raw_gone). Appends the claim to `out`, anything else to `notes`.
+-- no late expired event is mistaken for a new raw key; one found alive, as disarm leaves
+-- it, makes the claim LOCK_QUIET). A raw reminder is claimed only once its key is gone
+-- (raw_gone). Appends the claim to `out`, anything else to `notes`.
 local function take(m, f, now, lease, out, notes)
   local due, occ = f[CLAIMED_AT[F.due]], f[CLAIMED_AT[F.occurrence]]
   if not due or tonumber(due) > now then return end
   local lock = lock_key(m)
-  if not redis.call('SET', lock, lock_value(occ), 'NX', 'PX', lease) then return end
-  if f[CLAIMED_AT[F.raw]] == '1' and not is_aux(m) and not raw_gone(m, record_key(m), now, notes) then
-    redis.call('DEL', lock)
-    return
+  if is_aux(m) then
+    if not redis.call('SET', lock, lock_value(occ), 'NX', 'PX', lease) then return end
+  elseif f[CLAIMED_AT[F.raw]] == '1' then
+    if not redis.call('SET', lock, lock_value(occ, LOCK_RAW), 'NX', 'PX', lease) then return end
+    if not raw_gone(m, record_key(m), now, notes) then
+      redis.call('DEL', lock)
+      return
+    end
+  else
+    -- A held lock means its claim deleted the trigger key already: this DEL changes nothing then.
+    local flags = redis.call('DEL', m) == 1 and LOCK_QUIET or ''
+    if not redis.call('SET', lock, lock_value(occ, flags), 'NX', 'PX', lease) then return end
   end
   redis.call('ZADD', DUE, now + lease, m)
-  if not is_aux(m) then redis.call('DEL', m) end
   out[#out + 1] = m
   for i = 1, #CLAIMED do out[#out + 1] = f[i] or '' end
 end
@@ -196,29 +228,32 @@ local function postpone(m, rec, at, now)
   arm(m, at, now)
 end
 
--- The finish step of every verdict that ends an occurrence (a completion, a dead letter):
--- a recurring reminder (record `rec`) moves to its next occurrence at `next_due` ('' = none),
--- a finished one-shot is deleted and, unless auxiliary, remembered for the fired-marker
--- `window` ms so a late expired event is not taken for a new raw key (the fired ledger).
--- A raw one-shot whose key was written again while it ran is not marked fired: that key
--- is a new reminder, and finish returns RESET so the caller adopts it.
-local function finish(m, rec, occ, next_due, now, window)
-  if next_due == '' then
-    local raw = redis.call('HGET', rec, F.raw) == '1'
-    redis.call('DEL', rec)
-    redis.call('ZREM', DUE, m)
-    if is_aux(m) then
-      redis.call('SREM', aux_key(key_of(m)), m)
-    elseif raw and expiry_ms(m, now) > 0 then
-      return RESET
-    else
-      redis.call('SET', fired_key(m), now, 'PX', window)
-    end
-  else
+-- The finish step of every verdict that ends an occurrence (a completion, a dead letter),
+-- with the claim's lock `lock` and its `flags` (owned()): a recurring reminder (record
+-- `rec`) moves to its next occurrence at `next_due` ('' = none), a finished one-shot is
+-- deleted and, unless auxiliary or LOCK_QUIET, remembered for the fired-marker `window` ms
+-- so a late expired event is not taken for a new raw key (the fired ledger). A raw one-shot
+-- whose key was written again while it ran is not marked fired: that key is a new
+-- reminder, and finish returns RESET so the caller adopts it.
+local function finish(m, rec, lock, occ, next_due, now, window, flags)
+  if next_due ~= '' then
+    redis.call('DEL', lock)
     redis.call('HSET', rec, F.due, next_due, F.occurrence, tonumber(occ) + 1, F.attempts, 0)
     redis.call('HDEL', rec, F.nominal, F.done, F.error)
     redis.call('ZADD', DUE, next_due, m)
     arm(m, next_due, now)
+    return
+  end
+  local raw = has_flag(flags, LOCK_RAW)
+  if flags == LOCK_UNKNOWN then raw = redis.call('HGET', rec, F.raw) == '1' end
+  redis.call('DEL', rec, lock)
+  redis.call('ZREM', DUE, m)
+  if is_aux(m) then
+    redis.call('SREM', aux_key(key_of(m)), m)
+  elseif raw and expiry_ms(m, now) > 0 then
+    return RESET
+  elseif not has_flag(flags, LOCK_QUIET) then
+    redis.call('SET', fired_key(m), now, 'PX', window)
   end
 end
 
