@@ -117,15 +117,39 @@ async def due_claimed(store: Store, key: str, due_ms: int, **kw: Any) -> Claim:
 # -- schedule ---------------------------------------------------------------------------
 
 
-async def test_schedule_writes_trigger_record_and_index(store: Store, r: aioredis.Redis) -> None:
-    """A one-shot gets a trigger key expiring at its due time, a minimal record and an index entry."""
+async def test_schedule_writes_trigger_key_and_index(store: Store, r: aioredis.Redis) -> None:
+    """A plain one-shot gets a trigger key expiring at its due time and an index entry, no record."""
     due = await redis_now(r) + 60_000
     assert await store.schedule(req(KEY, due)) == 1
     pttl = await r.pttl(KEY)
     assert 58_000 < pttl <= 60_000
     assert await r.get(KEY) == "1"
-    assert await r.hgetall(NAMES.record(KEY)) == {"d": str(due), "o": "1"}
+    assert not await r.exists(NAMES.record(KEY))
     assert await r.zscore(NAMES.due, KEY) == due
+    found = await store.get(KEY)
+    assert found is not None
+    assert (found.due_at_ms, found.occurrence, found.schedule, found.payload) == (due, 1, Once(due), {})
+
+
+async def test_replacing_a_plain_one_shot_continues_its_numbering(store: Store, r: aioredis.Redis) -> None:
+    """A record-less one-shot replaced by another is occurrence 2, now with a record to say so."""
+    due = await redis_now(r) + 60_000
+    assert await store.schedule(req(KEY, due)) == 1
+    assert await store.schedule(req(KEY, due + 1000)) == 2
+    assert await r.hgetall(NAMES.record(KEY)) == {"d": str(due + 1000), "o": "2"}
+    assert await store.schedule(req(KEY, due, only_if_absent=True)) is None
+
+
+async def test_a_reminder_of_the_previous_encoding_fires(store: Store, r: aioredis.Redis) -> None:
+    """A one-shot written before records became optional (record ``d``, ``o``) is claimed and finished."""
+    now = await redis_now(r)
+    await r.hset(NAMES.record(KEY), mapping={"d": str(now - 10), "o": "1"})
+    await r.zadd(NAMES.due, {KEY: now - 10})
+    claim = await claim_one(store)
+    assert (claim.due_at_ms, claim.occurrence) == (now - 10, 1)
+    assert await store.complete_many("A", [Completion(KEY, 1, None)], fired_window_ms=WINDOW_MS) == 1
+    assert not await r.exists(NAMES.record(KEY), NAMES.lock(KEY))
+    assert await r.zcard(NAMES.due) == 0
 
 
 async def test_schedule_stores_payload_schedule_and_misfire(store: Store, r: aioredis.Redis) -> None:
@@ -302,12 +326,18 @@ async def test_claim_returns_record_and_moves_score_to_lease(store: Store, r: ai
     assert 29_000 < await r.pttl(NAMES.lock(KEY)) <= 30_000
 
 
-async def test_claim_drops_index_entries_without_record(store: Store, r: aioredis.Redis) -> None:
-    """A due index entry whose record vanished is removed, not claimed."""
-    await r.zadd(NAMES.due, {"send_message-1-orphan": await redis_now(r) - 10})
-    claims = (await store.claim_due("A", limit=10, lease_ms=60_000)).claims
-    assert claims == []
-    assert await r.zcard(NAMES.due) == 0
+async def test_claim_of_a_record_less_entry_writes_its_record(store: Store, r: aioredis.Redis) -> None:
+    """A due entry without a record is a plain one-shot at its score; its claim records the due
+    time (the score moves to the lease's end), so a lapsed lease re-delivers the same occurrence."""
+    due = await redis_now(r) - 10
+    await r.zadd(NAMES.due, {KEY: due, f"{KEY}{AUX_SEP}replay:1": due})
+    (claim,) = (await store.claim_due("A", limit=10, lease_ms=50)).claims
+    assert (claim.member, claim.due_at_ms, claim.occurrence, claim.schedule) == (KEY, due, 1, Once(due))
+    assert await r.hgetall(NAMES.record(KEY)) == {"d": str(due), "o": "1"}
+    assert await r.zcard(NAMES.due) == 1  # an auxiliary entry never lacks a record: dropped
+    await wait_past(r, claim.now_ms + 50)
+    (again,) = (await store.claim_due("B", limit=10, lease_ms=60_000)).claims
+    assert (again.due_at_ms, again.occurrence) == (due, 1)
 
 
 async def test_second_claim_while_lease_holds_gets_nothing(store: Store, r: aioredis.Redis) -> None:
@@ -657,8 +687,8 @@ async def test_adopt_records_raw_keys_with_ttl(store: Store, r: aioredis.Redis) 
     assert await r.hget(NAMES.record("send_message-7-known"), "r") is None
 
 
-async def test_repair_recreates_trigger_keys_and_drops_orphans(store: Store, r: aioredis.Redis) -> None:
-    """Repair re-creates a vanished future trigger key and drops an index entry without a record."""
+async def test_repair_recreates_trigger_keys(store: Store, r: aioredis.Redis) -> None:
+    """Repair re-creates vanished future trigger keys, of a record-less entry too (due at its score)."""
     now = await redis_now(r)
     await store.schedule(req("send_message-1-lost", now + 60_000))
     await store.schedule(req("send_message-2-kept", now + 60_000))
@@ -666,11 +696,11 @@ async def test_repair_recreates_trigger_keys_and_drops_orphans(store: Store, r: 
     await r.delete("send_message-1-lost")
     await r.zadd(NAMES.due, {"send_message-4-orphan": now + 5000})
     members = ["send_message-1-lost", "send_message-2-kept", "send_message-3-past", "send_message-4-orphan"]
-    assert await store.repair(members) == 1
+    assert await store.repair(members) == 2
     assert await r.pexpiretime("send_message-1-lost") == now + 60_000
     assert not await r.exists("send_message-3-past")
-    assert await r.zscore(NAMES.due, "send_message-4-orphan") is None
-    assert await r.zcard(NAMES.due) == 3
+    assert await r.pexpiretime("send_message-4-orphan") == now + 5000
+    assert await r.zcard(NAMES.due) == 4
 
 
 # -- replay -----------------------------------------------------------------------------

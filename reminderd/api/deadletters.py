@@ -117,7 +117,7 @@ class DeadLetters:
     async def _replay(self, entry_id: str, fields: Mapping[str, str]) -> Replayed:
         key = fields.get("key", "")
         occurrence = _int(fields.get("occurrence"), 1)
-        aux = bool(await self.client.exists(self.names.record(key), key))
+        aux = await self.store.exists(key)
         payload = fields.get("payload", "")
         now_ms = await self.store.now_ms()
         req = ReplayRequest(

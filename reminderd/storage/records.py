@@ -226,6 +226,16 @@ def _schedule(text: str, nominal: str) -> Schedule:
     return schedule_from_json(text) if text else Once(int(nominal))
 
 
+def reminder_from(member: str, fields: dict[str, str], score: float | None) -> Reminder | None:
+    """A reminder from its record hash, or (none) a record-less plain one-shot indexed at ``score``."""
+    if fields:
+        return reminder_from_fields(member, fields)
+    if score is None:
+        return None
+    due = str(int(score))
+    return reminder_from_fields(member, {RecordField.DUE: due, RecordField.OCCURRENCE: "1"})
+
+
 def reminder_from_fields(member: str, fields: dict[str, str]) -> Reminder:
     """Build a ``Reminder`` from a record hash (rule/user/type parsed by the caller)."""
     due = fields[RecordField.DUE]

@@ -8,15 +8,16 @@ calling convention (``reminderd.storage.scripts``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
 
 from reminderd.core.schedules import Once, Schedule, schedule_to_json
-from reminderd.models import Misfire, Reminder
+from reminderd.models import Misfire
 from reminderd.storage.names import Names
 from reminderd.storage.raw import RawKeys
+from reminderd.storage.reads import Reads
 from reminderd.storage.records import (
     AUX_SEP,
     DONE_SEP,
@@ -31,7 +32,6 @@ from reminderd.storage.records import (
     encode_payload,
     key_of,
     parse_claims,
-    reminder_from_fields,
 )
 from reminderd.storage.scripts import Scripts
 from reminderd.storage.verdicts import Completion, DeadLetterRequest, Deferral, FinishItem, Retry, finish_args
@@ -80,8 +80,8 @@ def _misfire(misfire: Misfire | None) -> str:
     return misfire.value if misfire else ""
 
 
-class Store:
-    """Reminder state in Redis. Construct cheaply; scripts load lazily by SHA."""
+class Store(Reads):
+    """Reminder state in Redis. Construct cheaply; scripts load lazily by SHA (reading: ``Reads``)."""
 
     def __init__(self, redis: aioredis.Redis, names: Names) -> None:
         self.redis = redis
@@ -137,68 +137,6 @@ class Store:
             found = int(await self._run("cancel", keys=keys, args=[key, *aux]))
             if found >= 0:  # else a replay was added since the set was read
                 return found == 1
-
-    # -- reading --------------------------------------------------------------------
-
-    async def get(self, key: str) -> Reminder | None:
-        """The stored reminder for ``key`` (rule, user and type are filled by the caller)."""
-        fields: dict[str, str] = await self.redis.hgetall(self.names.record(key))  # type: ignore[assignment]
-        return reminder_from_fields(key, fields) if fields else None
-
-    async def get_many(self, members: Sequence[str]) -> list[Reminder | None]:
-        """Records of many index members in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for m in members:
-                pipe.hgetall(self.names.record(m))
-            rows: list[dict[str, str]] = await pipe.execute()
-        return [reminder_from_fields(m, f) if f else None for m, f in zip(members, rows, strict=True)]
-
-    async def index_page(self, start: int, count: int) -> list[tuple[str, int]]:
-        """Index entries by rank ``start`` .. ``start + count - 1``, earliest due first.
-
-        Paging by rank costs O(log N) per page; ``ZRANGEBYSCORE ... LIMIT offset`` would
-        walk ``offset`` entries each time, quadratic over a large index.
-        """
-        rows: list[tuple[str, float]] = await self.redis.zrange(
-            self.names.due, start, start + count - 1, withscores=True
-        )  # type: ignore[assignment]
-        return [(m, int(s)) for m, s in rows]
-
-    async def rank_after(self, ms: int) -> int:
-        """The rank of the first index entry due after ``ms``."""
-        return int(await self.redis.zcount(self.names.due, "-inf", ms))
-
-    async def hash_fields(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str]]:
-        """Fields of hashes outside the namespace (user lookup hashes) in one round trip.
-
-        ``wanted`` maps a hash to the fields to read; the reply maps it to those present.
-        """
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, fields in wanted.items():
-                pipe.hmget(key, list(fields))
-            rows: list[list[str | None]] = await pipe.execute()
-        return {
-            key: {f: str(v) for f, v in zip(fields, row, strict=True) if v is not None}
-            for (key, fields), row in zip(wanted.items(), rows, strict=True)
-        }
-
-    async def counts(self, now_ms: int) -> tuple[int, int]:
-        """(scheduled, due now) from the index."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.names.due)
-            pipe.zcount(self.names.due, "-inf", now_ms)
-            total, due = await pipe.execute()
-        return int(total), int(due)
-
-    async def next_due(self) -> tuple[str, int] | None:
-        """The earliest index entry."""
-        rows: list[tuple[str, float]] = await self.redis.zrange(self.names.due, 0, 0, withscores=True)  # type: ignore[assignment]
-        return (rows[0][0], int(rows[0][1])) if rows else None
-
-    async def now_ms(self) -> int:
-        """Redis's clock in epoch milliseconds."""
-        sec, usec = await self.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
 
     # -- the pipeline's steps -------------------------------------------------------
 

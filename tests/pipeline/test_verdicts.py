@@ -210,7 +210,7 @@ async def test_a_key_no_rule_owns_and_a_poison_payload_are_dead_lettered(redis_u
         now = await p.now_ms()
         await p.schedule(now - 10, key="other_app-1-x")
         await p.schedule(now - 10)
-        await p.redis.hset(p.store.names.record(KEY), "p", "{not json")
+        await p.redis.hset(p.store.names.record(KEY), mapping={"d": now - 10, "o": 1, "p": "{not json"})
         verdicts = await p.step()
         assert sorted(v.reason for v in verdicts if isinstance(v, Dead)) == ["no_rule", "poison_payload"]
         assert sorted(f["reason"] for _, f in await p.dead()) == ["no_rule", "poison_payload"]

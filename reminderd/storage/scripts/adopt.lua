@@ -1,6 +1,6 @@
 -- Adopt raw trigger keys (written with a plain SET ... EX) into the index while they are
 -- still alive: the keys of expire events (a key written with a TTL) and of adoption scans.
--- A key without a record is adopted at its expiry (prelude's adopt_key). A raw record not
+-- A key neither indexed nor with a record is adopted at its expiry (prelude's adopt_key). A raw record not
 -- being claimed follows its key: an expiry moved by the producer (SET ... EX, EXPIRE again)
 -- moves the due time. Records written by the API (no F.raw) are never touched.
 -- ARGV[3] payload_max_bytes, ARGV[4] dead-letter stream maxlen, ARGV[5..] trigger keys
@@ -24,6 +24,8 @@ for i = 5, #ARGV do
     else
       known = known + 1
     end
+  elseif redis.call('ZSCORE', DUE, k) then
+    known = known + 1  -- a record-less plain one-shot of the API
   else
     local got = adopt_key(k, rec, now, max_bytes, maxlen)
     if got == NOTE.oversized then

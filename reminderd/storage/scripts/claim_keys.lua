@@ -1,6 +1,7 @@
 -- Claim the given members if due: the keys of expired events. An event is a hint, never an
 -- order: an indexed reminder is claimed only if due (and a raw one only once its key is
--- gone, prelude's take()). A key without a record that exists is alive (re-set, or the event
+-- gone, prelude's take(); a record-less one is a plain one-shot due at its score). A key
+-- neither indexed nor with a record that exists is alive (re-set, or the event
 -- was forged): it is adopted with its real expiry, never fired, never deleted. One that is
 -- gone and proven fired by the ledger is dropped. Otherwise, with ARGV[4] '1' (the rule fires
 -- raw keys never seen alive, and the event is fresh) it becomes a raw one-shot due now and is
@@ -16,8 +17,11 @@ for i = 7, #ARGV do
   local m = ARGV[i]
   local rec = record_key(m)
   local f = redis.call('HMGET', rec, unpack(CLAIMED))
+  local score = not f[CLAIMED_AT[F.due]] and redis.call('ZSCORE', DUE, m)
   if f[CLAIMED_AT[F.due]] then
     take(m, f, now, lease, out, notes)
+  elseif score then
+    take(m, plain_fields(score), now, lease, out, notes)
   elseif redis.call('EXISTS', m) == 1 then
     local got = adopt_key(m, rec, now, max_bytes, maxlen)
     if got == NOTE.oversized then note(notes, m, got) elseif got then note(notes, m, NOTE.alive) end

@@ -110,17 +110,41 @@ local function push_if(fields, name, value)
   end
 end
 
+-- A plain one-shot: due once, nothing stored but its due time, first of its numbering. It
+-- has no record while it waits (its index score is its due time, its occurrence 1); its
+-- claim writes one (take()), so everything after a claim reads a record as before.
+local function is_plain(m, r)
+  return r.occurrence == '' and r.schedule == '' and r.misfire == '' and r.done == ''
+    and (r.payload == '' or r.payload == '{}') and (r.nominal == '' or r.nominal == r.due) and not is_aux(m)
+end
+
+-- The occurrence a member holds now: its record's, '1' for a record-less one indexed, or nil.
+local function current_occurrence(m, rec)
+  local old = redis.call('HGET', rec, F.occurrence)
+  if old or is_aux(m) then return old end
+  return redis.call('ZSCORE', DUE, m) and '1' or nil
+end
+
 -- Write (or atomically replace) one reminder: record, index entry, trigger key or aux set.
 -- `r` holds the request's strings: due, nominal, payload, schedule, misfire, done,
 -- occurrence ('' = continue numbering), only_if_absent ('1'); `k` the keys a single-reminder
--- script declared (nil: built from `m`). The replaced occurrence's lock goes with it.
--- Returns the occurrence number, or nil when only_if_absent found one present.
+-- script declared (nil: built from `m`). The replaced occurrence's lock goes with it. A new
+-- plain one-shot writes no record (is_plain), so it costs its index entry and trigger key
+-- only. Returns the occurrence number, or nil when only_if_absent found one present.
 local function put(m, r, now, k)
   local aux = is_aux(m)
   local rec = k and k.record or record_key(m)
-  local old = redis.call('HGET', rec, F.occurrence)
+  local plain = is_plain(m, r)
+  local fresh = plain and r.only_if_absent ~= '1' and redis.call('ZADD', DUE, 'NX', r.due, m) == 1
+  local old = not fresh and current_occurrence(m, rec)
   if r.only_if_absent == '1' and (old or (not aux and redis.call('EXISTS', m) == 1)) then return nil end
   if old then redis.call('DEL', k and k.lock or lock_key(m), rec) end
+  if plain and not old then
+    if not fresh then redis.call('ZADD', DUE, r.due, m) end
+    redis.call('DEL', k and k.fired or fired_key(m))
+    arm(m, r.due, now)
+    return 1
+  end
   local o = (r.occurrence ~= '' and tonumber(r.occurrence)) or (old and tonumber(old) + 1) or 1
   local fields = {F.due, r.due, F.occurrence, o}
   if r.nominal ~= r.due then push_if(fields, F.nominal, r.nominal) end
@@ -196,7 +220,9 @@ end
 -- again exactly when the lock lapses) and delete the trigger key (a DEL, not an expiry, so
 -- no late expired event is mistaken for a new raw key; one found alive, as disarm leaves
 -- it, makes the claim LOCK_QUIET). A raw reminder is claimed only once its key is gone
--- (raw_gone). Appends the claim to `out`, anything else to `notes`.
+-- (raw_gone). A record-less plain one-shot (`f` from plain_fields) gets its record here:
+-- after a lapsed lease the entry's score is the lease's end, no longer its due time.
+-- Appends the claim to `out`, anything else to `notes`.
 local function take(m, f, now, lease, out, notes)
   local due, occ = f[CLAIMED_AT[F.due]], f[CLAIMED_AT[F.occurrence]]
   if not due or tonumber(due) > now then return end
@@ -215,8 +241,16 @@ local function take(m, f, now, lease, out, notes)
     if not redis.call('SET', lock, lock_value(occ, flags), 'NX', 'PX', lease) then return end
   end
   redis.call('ZADD', DUE, now + lease, m)
+  if f.plain then redis.call('HSET', record_key(m), F.due, due, F.occurrence, occ) end
   out[#out + 1] = m
   for i = 1, #CLAIMED do out[#out + 1] = f[i] or '' end
+end
+
+-- The claimed fields of a record-less plain one-shot indexed at `score` (take() writes its record).
+local function plain_fields(score)
+  local f = {plain = true}
+  f[CLAIMED_AT[F.due]], f[CLAIMED_AT[F.occurrence]] = score, '1'
+  return f
 end
 
 -- Move an occurrence to `at` keeping its number and its nominal due time (retry, deferral).
