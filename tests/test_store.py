@@ -798,3 +798,31 @@ def test_encode_payload_rejects_bad_values(payload: Any, message: str) -> None:
 def test_encode_payload_accepts_objects(payload: Any, encoded: str) -> None:
     """Objects (as dicts, JSON text or bytes) encode compactly; exactly at the limit is allowed."""
     assert encode_payload(payload, 27) == encoded
+
+
+# -- schedule_many ----------------------------------------------------------------------
+
+
+async def test_schedule_many_writes_every_kind_of_request(store: Store, r: aioredis.Redis) -> None:
+    """Packed items keep each field: plain one-shots, payloads with any text, schedules, misfire, NX."""
+    now = await redis_now(r)
+    payload = json.dumps({"text": "tab\t, sep\x1f and \u00e9"}, ensure_ascii=False, separators=(",", ":"))
+    reqs = [
+        req("send_message-1-plain", now + 60_000),
+        req("send_message-2-rich", now + 61_000, Every(60_000, now + 61_000), payload_json=payload),
+        req("send_message-3-skip", now + 62_000, misfire=Misfire.SKIP),
+        req("send_message-1-plain", now + 63_000, only_if_absent=True),
+    ]
+    assert await store.schedule_many(reqs) == 3
+    assert not await r.exists(NAMES.record("send_message-1-plain"))
+    assert await r.zscore(NAMES.due, "send_message-1-plain") == now + 60_000
+    rich = await store.get("send_message-2-rich")
+    assert rich is not None
+    assert (rich.payload, rich.schedule) == (json.loads(payload), Every(60_000, now + 61_000))
+    assert await r.hget(NAMES.record("send_message-3-skip"), "m") == "skip"
+
+
+async def test_schedule_many_refuses_a_key_with_a_control_character(store: Store) -> None:
+    """A key holding a packing separator is refused before anything is written."""
+    with pytest.raises(ValueError, match="control character"):
+        await store.schedule_many([req("send_message-1-x\x1e", 1)])

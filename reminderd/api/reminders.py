@@ -159,7 +159,8 @@ class AsyncReminders:
             self.key_for(name, None, None, None)
             schedule, due = resolve(when, now)
             check_interval(schedule, limits)
-            reqs.append(ScheduleRequest(name, due, schedule, checked_payload(payload, limits)))
+            encoded = "" if payload is None else checked_payload(payload, limits)
+            reqs.append(ScheduleRequest(name, due, schedule, encoded))
         return await self.store.schedule_many(reqs)
 
     async def reschedule(

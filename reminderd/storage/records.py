@@ -9,16 +9,18 @@ codec cannot disagree about a letter.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from reminderd.core.schedules import Once, Schedule, schedule_from_json
+from reminderd.core.schedules import Once, Schedule, schedule_from_json, schedule_to_json
 from reminderd.errors import PayloadError
 from reminderd.models import Misfire, Reminder
 
 AUX_SEP = "\x1f"  # separates a trigger key from an auxiliary record tag in index members
 DONE_SEP = ","  # separates processor names in the done list (config forbids it in names)
+FIELD_SEP, ITEM_END = "\x1f", "\x1e"  # packed schedule_many items (``pack_items``)
 ERROR_MAX_CHARS = 2000  # the last error kept on a record and in a dead letter
 
 
@@ -84,6 +86,34 @@ class ScheduleRequest:
     payload_json: str = ""
     misfire: Misfire | None = None
     only_if_absent: bool = False
+
+
+def pack_items(reqs: Iterable[ScheduleRequest]) -> str:
+    """Requests as ``schedule_many.lua`` reads them: one string, a plain one-shot as key and due.
+
+    One argument instead of six per item: encoding the arguments cost the client more than
+    Redis spends writing the reminders. Raises ``ValueError`` for a key holding a separator
+    (a control character: no valid trigger key does).
+    """
+    parts = []
+    for req in reqs:
+        if FIELD_SEP in req.key or ITEM_END in req.key:
+            raise ValueError(f"trigger key {req.key!r} contains a control character")
+        if isinstance(req.schedule, Once) and not (req.payload_json or req.misfire or req.only_if_absent):
+            parts.append(f"{req.key}{FIELD_SEP}{req.due_at_ms}{ITEM_END}")
+            continue
+        sched = "" if isinstance(req.schedule, Once) else schedule_to_json(req.schedule)
+        misfire = req.misfire.value if req.misfire else ""
+        fields = (
+            req.key,
+            str(req.due_at_ms),
+            req.payload_json,
+            sched,
+            misfire,
+            "1" if req.only_if_absent else "0",
+        )
+        parts.append(FIELD_SEP.join(fields) + ITEM_END)
+    return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from reminderd.storage.records import (
     decode_payload,
     encode_payload,
     key_of,
+    pack_items,
     parse_claims,
 )
 from reminderd.storage.scripts import Scripts
@@ -119,13 +120,8 @@ class Store(Reads):
         return written
 
     async def _schedule_chunk(self, reqs: Sequence[ScheduleRequest]) -> int:
-        """One script call for the whole chunk: per-call overhead, not Redis, bounds bulk writes."""
-        args: list[str | int] = []
-        for req in reqs:
-            flag = "1" if req.only_if_absent else "0"
-            sched, misfire = _schedule_json(req.schedule), _misfire(req.misfire)
-            args += [req.key, req.due_at_ms, req.payload_json, sched, misfire, flag]
-        return int(await self._run("schedule_many", args=args))
+        """One script call for the whole chunk, packed into one argument (``records.pack_items``)."""
+        return int(await self._run("schedule_many", args=[pack_items(reqs)]))
 
     async def cancel(self, key: str) -> bool:
         """Remove a reminder entirely, its pending replays included; True if anything existed."""

@@ -21,7 +21,17 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from reminderd.storage.names import Names
-from reminderd.storage.records import AUX_SEP, CLAIM_FIELDS, DONE_SEP, RESET, Note, RecordField, key_of
+from reminderd.storage.records import (
+    AUX_SEP,
+    CLAIM_FIELDS,
+    DONE_SEP,
+    FIELD_SEP,
+    ITEM_END,
+    RESET,
+    Note,
+    RecordField,
+    key_of,
+)
 
 _FILES = resources.files(__name__)
 _NS, _M = "\x00ns\x00", "\x00m\x00"  # placeholders: the namespace, the member
@@ -53,6 +63,7 @@ def _generated() -> str:
         f"local F = {{{fields}}}",
         f"local CLAIMED = {{{', '.join(lua_string(f.value) for f in CLAIM_FIELDS)}}}",
         f"local AUX_SEP, DONE_SEP = {lua_string(AUX_SEP)}, {lua_string(DONE_SEP)}",
+        f"local FIELD_SEP, ITEM_END = {lua_string(FIELD_SEP)}, {lua_string(ITEM_END)}",
         f"local NOTE = {{{', '.join(f'{n.name.lower()} = {lua_string(n.value)}' for n in Note)}}}",
         f"local RESET = {RESET}",
         "local NS = ARGV[1]",

@@ -103,6 +103,20 @@ local function add_done(rec, names)
   redis.call('HSET', rec, F.done, table.concat(out, DONE_SEP))
 end
 
+-- The parts of `text` between separator `sep` (one character).
+local function split(text, sep)
+  local parts, from = {}, 1
+  while true do
+    local at = string.find(text, sep, from, true)
+    if not at then
+      parts[#parts + 1] = string.sub(text, from)
+      return parts
+    end
+    parts[#parts + 1] = string.sub(text, from, at - 1)
+    from = at + 1
+  end
+end
+
 local function push_if(fields, name, value)
   if value ~= '' then
     fields[#fields + 1] = name
@@ -131,18 +145,24 @@ end
 -- script declared (nil: built from `m`). The replaced occurrence's lock goes with it. A new
 -- plain one-shot writes no record (is_plain), so it costs its index entry and trigger key
 -- only. Returns the occurrence number, or nil when only_if_absent found one present.
+-- The fast path of a plain one-shot: written (true) unless `m` is indexed already.
+local function put_fresh(m, due, now, k)
+  if redis.call('ZADD', DUE, 'NX', due, m) == 0 then return false end
+  redis.call('DEL', k and k.fired or fired_key(m))
+  arm(m, due, now)
+  return true
+end
+
 local function put(m, r, now, k)
   local aux = is_aux(m)
   local rec = k and k.record or record_key(m)
   local plain = is_plain(m, r)
-  local fresh = plain and r.only_if_absent ~= '1' and redis.call('ZADD', DUE, 'NX', r.due, m) == 1
-  local old = not fresh and current_occurrence(m, rec)
+  if plain and r.only_if_absent ~= '1' and put_fresh(m, r.due, now, k) then return 1 end
+  local old = current_occurrence(m, rec)
   if r.only_if_absent == '1' and (old or (not aux and redis.call('EXISTS', m) == 1)) then return nil end
   if old then redis.call('DEL', k and k.lock or lock_key(m), rec) end
   if plain and not old then
-    if not fresh then redis.call('ZADD', DUE, r.due, m) end
-    redis.call('DEL', k and k.fired or fired_key(m))
-    arm(m, r.due, now)
+    put_fresh(m, r.due, now, k)
     return 1
   end
   local o = (r.occurrence ~= '' and tonumber(r.occurrence)) or (old and tonumber(old) + 1) or 1
