@@ -58,7 +58,7 @@ class Intake:
             slots = self.capacity.free()
             if slots == 0:
                 break
-            limit = min(self._daemon.sweep_batch, slots)
+            limit = min(self._claim_at_most(), slots)
             got = await self.ctx.store.claim_due(
                 self.ctx.instance, limit=limit, lease_ms=self._daemon.lease_ms
             )
@@ -86,6 +86,12 @@ class Intake:
                 log.warning("redis.sweep_failed", error=str(exc), retry_in_s=delay_s)
             raise_if_cancelled()
             await self._wait(delay_s)
+
+    def _claim_at_most(self) -> int:
+        """One claim round trip's size: a quarter of the slots (at most ``sweep_batch``), so
+        Redis claims and finishes one batch while this process runs the next, instead of the
+        two taking turns over one batch as large as all the slots."""
+        return max(1, min(self._daemon.sweep_batch, self._daemon.concurrency // 4))
 
     def _refill_at(self) -> int:
         """Free slots worth a claim round trip: refilling one slot at a time wastes the trip."""

@@ -133,3 +133,12 @@ async def test_each_item_keeps_its_own_details(redis_url: str) -> None:
         verdicts = await p.step()
         details = [v.outcomes[0].detail for v in verdicts if isinstance(v, Complete)]
         assert sorted(d["n"] for d in details if d) == ["0", "1", "2"]
+
+
+async def test_a_sweep_claims_a_quarter_of_the_slots_per_round_trip(redis_url: str) -> None:
+    """With eight slots a sweep claims in batches of two, so one batch runs while the next is claimed."""
+    proc = Scripted()
+    async with running(redis_url, config(daemon={"concurrency": 8}), {"rec": proc}) as p:
+        await _due(p, 8)
+        assert await p.sweep() == 8
+        assert [len(b) for b in proc.batches] == [2, 2, 2, 2]
