@@ -111,10 +111,8 @@ class BatchRun:
                 raise TypeError(f"{name}.call_many returned {got} results for {want} occurrences")
         except Exception as exc:
             results = [exc] * len(occs)
-        outcomes = [
-            outcome_of(name, r, timeout_s) if isinstance(r, Exception) else Outcome(name, True, detail=r)
-            for r in results
-        ]
+        plain = Outcome(name, True)  # outcomes are values: one serves every item without details
+        outcomes = [plain if r is None else _outcome(name, r, timeout_s) for r in results]
         self._count(name, occs, outcomes, time.perf_counter() - started)
         if mark:
             await self._mark(items, name, outcomes)
@@ -142,3 +140,9 @@ class BatchRun:
             if outcome.ok
         ]
         await asyncio.gather(*marks)
+
+
+def _outcome(name: str, result: BatchResult, timeout_s: float) -> Outcome:
+    if isinstance(result, Exception):
+        return outcome_of(name, result, timeout_s)
+    return Outcome(name, True, detail=result)
