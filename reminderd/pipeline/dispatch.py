@@ -43,7 +43,7 @@ from reminderd.pipeline.decisions import (
 )
 from reminderd.pipeline.finish import Finisher, Written
 from reminderd.pipeline.profile import with_profile
-from reminderd.pipeline.report import report
+from reminderd.pipeline.report import Report, report
 from reminderd.pipeline.runtime import Context, Runtime
 from reminderd.processors.budget import budget
 from reminderd.storage.store import Claim
@@ -131,8 +131,9 @@ class Dispatcher:
         verdicts = await self._together.verdicts(runtime, items)
         claims = [claim for claim, _ in items]
         written = await self.finisher.finish_many(list(zip(claims, verdicts, strict=True)))
+        out = Report.of(self.ctx, source)
         for (claim, prep), verdict, mine in zip(items, verdicts, written, strict=True):
-            self._conclude(claim, verdict, prep.occ, source, mine)
+            self._conclude(claim, verdict, prep.occ, mine, out)
         return verdicts
 
     async def step(self, claims: list[Claim], source: str) -> list[Verdict]:
@@ -193,11 +194,12 @@ class Dispatcher:
         else:
             occ = prepared.occ
             verdict = await self._decide(runtime, claim, prepared)
-        self._conclude(claim, verdict, occ, source, await self.finisher.finish(claim, verdict))
+        written = await self.finisher.finish(claim, verdict)
+        self._conclude(claim, verdict, occ, written, Report.of(self.ctx, source))
         return verdict
 
     def _conclude(
-        self, claim: Claim, verdict: Verdict, occ: Occurrence | None, source: str, mine: Written
+        self, claim: Claim, verdict: Verdict, occ: Occurrence | None, mine: Written, out: Report
     ) -> None:
         """After the write: report the verdict, or say why it was not applied."""
         if isinstance(mine, RedisError):
@@ -208,7 +210,7 @@ class Dispatcher:
             log.warning("lease.lost", key=claim.key, occurrence=claim.occurrence, dropped=dropped)
             self.ctx.metrics.lease_lost()
         else:
-            report(self.ctx, claim, verdict, occ, source)
+            report(out, claim, verdict, occ)
             if isinstance(verdict, Complete):
                 self.fired_total += 1
 
