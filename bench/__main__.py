@@ -24,15 +24,17 @@ from bench.model import Result
 from bench.naive import NaiveSystem
 from bench.poller import PollerSystem
 from bench.reminderd_sys import ReminderdSystem
-from bench.report import RESULTS, judge, load_results, logging_cost, table, targets_md, write_results
+from bench.report import RESULTS, load_results, logging_cost, table, targets_md, write_results
 from bench.scenarios import CLASSIC, RAW, RUNNERS, Scenario, full_scenarios, quick_scenarios
 from bench.system import System
+from bench.targets import judge
 from tests.redis_server import RedisServer
 
 Factory = Callable[[str], System]
 SYSTEMS: dict[str, Factory] = {
     "reminderd-1": lambda url: ReminderdSystem(url, daemons=1),
     "reminderd-2": lambda url: ReminderdSystem(url, daemons=2),
+    "reminderd-3": lambda url: ReminderdSystem(url, daemons=3),
     "naive-sub": NaiveSystem,
     "bare-poller": PollerSystem,
     "bullmq": BullMQSystem,
@@ -43,6 +45,7 @@ SYSTEMS: dict[str, Factory] = {
 LIMITED = {
     "reminderd-1-info": {"burst20k"},
     "reminderd-2": CLASSIC,
+    "reminderd-3": {"burst100k"},
     "bare-poller": CLASSIC,
     "bullmq": CLASSIC,
     "naive-sub": CLASSIC | RAW,

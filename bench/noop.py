@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,12 @@ class Noop:
     async def __call__(self, occ: Occurrence) -> None:
         """Record the fire; nothing else."""
         self.fires.append((occ.key, occ.occurrence, occ.due_at_ms, time.time() * 1000))
+
+    async def call_many(self, occs: Sequence[Occurrence]) -> list[None]:
+        """The batch form (``reminderd.processors.BatchProcessor``): one clock read per batch."""
+        now = time.time() * 1000
+        self.fires += [(occ.key, occ.occurrence, occ.due_at_ms, now) for occ in occs]
+        return [None] * len(occs)
 
     async def aclose(self) -> None:
         """Append everything recorded so far to this process's file."""

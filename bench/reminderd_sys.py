@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -64,8 +67,13 @@ class ReminderdSystem:
     async def start(self, expect: int, *, wait_ready: bool = True) -> None:
         """Spawn the daemons; ready means every instance has written its heartbeat."""
         self.expect = expect
+        profile_dir = os.environ.get("BENCH_PYSPY_DIR")
         for i in range(self.daemons):
-            self.group.spawn(daemon_args(str(self.config)), f"daemon-{i}.log")
+            proc = self.group.spawn(daemon_args(str(self.config)), f"daemon-{i}.log")
+            if profile_dir:  # sample the daemon with py-spy until it exits
+                out = Path(profile_dir) / f"{self.name}-{int(time.time())}-{i}.txt"
+                spy = ["record", "--format", "raw", "-r", "250", "-o", str(out), "--pid", str(proc.pid)]
+                subprocess.Popen([shutil.which("py-spy") or "py-spy", *spy], stdout=subprocess.DEVNULL)
         if not wait_ready:
             return
         deadline = time.monotonic() + 30

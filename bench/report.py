@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,96 +70,6 @@ def table(results: Sequence[Result]) -> str:
     bullmq = {r.scenario: r for r in results if r.system == BULLMQ}
     lines += ["| " + " | ".join(row(r, bullmq.get(r.scenario))) + " |" for r in results]
     return "\n".join(lines)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One target of the issue: a description and how to judge it from the results."""
-
-    text: str
-    check: Callable[[dict[tuple[str, str], Result]], tuple[bool, str] | None]
-
-
-def _get(rs: dict[tuple[str, str], Result], system: str, scenario: str) -> Result | None:
-    return rs.get((system, scenario))
-
-
-def _burst20k(rs: dict[tuple[str, str], Result]) -> tuple[bool, str] | None:
-    r = _get(rs, "reminderd-1", "burst20k")
-    if r is None or r.drain_s is None:
-        return None
-    p99 = r.lateness_ms.get("p99", float("inf"))
-    ok = r.drain_s <= 1.0 and p99 <= 1000 and r.lost == 0
-    return ok, f"drain {r.drain_s:.2f} s, p99 {p99:.0f} ms"
-
-
-def _steady(rs: dict[tuple[str, str], Result]) -> tuple[bool, str] | None:
-    r = _get(rs, "reminderd-1", "steady")
-    if r is None or not r.lateness_ms:
-        return None
-    p99 = r.lateness_ms["p99"]
-    return p99 <= 50 and r.lost == 0, f"p99 {p99:.0f} ms"
-
-
-def _memory(rs: dict[tuple[str, str], Result]) -> tuple[bool, str] | None:
-    r = _get(rs, "reminderd-1", "burst100k") or _get(rs, "reminderd-1", "burst20k")
-    if r is None or r.bytes_per_reminder is None:
-        return None
-    return r.bytes_per_reminder <= 350, f"{r.bytes_per_reminder:.0f} B ({r.scenario})"
-
-
-def _schedule_rate(rs: dict[tuple[str, str], Result]) -> tuple[bool, str] | None:
-    r = _get(rs, "reminderd-1", "burst100k") or _get(rs, "reminderd-1", "burst20k")
-    if r is None or r.schedule_rate is None:
-        return None
-    return r.schedule_rate >= 20_000, f"{r.schedule_rate:,.0f}/s ({r.scenario})"
-
-
-def _recovery(rs: dict[tuple[str, str], Result]) -> tuple[bool, str] | None:
-    r = _get(rs, "reminderd-1", "recovery")
-    if r is None or r.drain_s is None:
-        return None
-    return r.drain_s <= 10 and r.lost == 0, f"{r.drain_s:.2f} s after start"
-
-
-def _second_daemon(rs: dict[tuple[str, str], Result]) -> tuple[bool, str] | None:
-    parts, ok = [], True
-    for scenario in ("burst20k", "burst100k", "recovery"):
-        one, two = _get(rs, "reminderd-1", scenario), _get(rs, "reminderd-2", scenario)
-        if one and two and one.drain_s and two.drain_s:
-            parts.append(f"{scenario} drain {one.drain_s:.2f} s → {two.drain_s:.2f} s")
-            ok = ok and two.drain_s < one.drain_s
-    return (ok, "; ".join(parts)) if parts else None
-
-
-def _exactly_once(rs: dict[tuple[str, str], Result]) -> tuple[bool, str] | None:
-    mine = [r for (s, _), r in rs.items() if s.startswith("reminderd")]
-    if not mine:
-        return None
-    lost, dup = sum(r.lost for r in mine), sum(r.dup for r in mine)
-    return lost == 0 and dup == 0, f"lost {lost}, dup {dup} over {len(mine)} runs"
-
-
-TARGETS = [
-    Target("20 000 due at one instant drained ≤ 1.0 s by one daemon, p99 ≤ 1 s", _burst20k),
-    Target("steady 1 000/s with lateness p99 ≤ 50 ms", _steady),
-    Target("≤ 350 bytes of Redis memory per scheduled reminder", _memory),
-    Target("bulk scheduling through the API ≥ 20 000 reminders/s", _schedule_rate),
-    Target("100 000 missed reminders recovered ≤ 10 s after start", _recovery),
-    Target("a second daemon raises throughput", _second_daemon),
-    Target("reminderd: nothing lost, nothing duplicated", _exactly_once),
-]
-
-
-def judge(results: Sequence[Result]) -> list[dict[str, Any]]:
-    """Each target: met, not met, or not measured in this run."""
-    by_key = {(r.system, r.scenario): r for r in results}
-    out = []
-    for t in TARGETS:
-        verdict = t.check(by_key)
-        status = "not measured" if verdict is None else ("met" if verdict[0] else "NOT MET")
-        out.append({"target": t.text, "status": status, "measured": "" if verdict is None else verdict[1]})
-    return out
 
 
 def targets_md(verdicts: list[dict[str, Any]]) -> str:

@@ -154,6 +154,16 @@ async def test_log_at_debug_adds_the_payload_to_the_fire_line(ctx: ProcessorCont
     assert json.loads(details["payload"]) == dict(make_occ().payload)
 
 
+@pytest.mark.parametrize("level", ["debug", "info"])
+async def test_log_batch_form_answers_as_the_single_form(ctx: ProcessorContext, level: str) -> None:
+    """``call_many`` gives each occurrence what ``__call__`` would, in order, and logs nothing."""
+    proc = LogProcessor("audit", LogSettings.model_validate({"level": level}), ctx)
+    occs = [make_occ(occurrence=n, payload={"n": n}) for n in (1, 2)]
+    with capture_logs() as logs:
+        assert await proc.call_many(occs) == [await proc(occ) for occ in occs]
+    assert logs == []
+
+
 # --- webhook: success -------------------------------------------------------------------
 
 
@@ -411,6 +421,42 @@ async def test_stream_redis_error_is_retryable(ctx: ProcessorContext, aredis: ai
         "WRONGTYPE Operation against a key holding the wrong kind of value"
     )
     assert info.value.__cause__ is not None
+
+
+async def test_stream_batch_form_adds_every_entry_in_one_round_trip(
+    ctx: ProcessorContext, aredis: aioredis.Redis
+) -> None:
+    """``call_many`` adds one entry per occurrence, in order, each result naming its own entry id."""
+    proc = StreamProcessor("events", StreamSettings(type="stream", stream="reminders"), ctx)
+    results = await proc.call_many([make_occ(occurrence=n) for n in (1, 2, 3)])
+    entries: Any = await aredis.xrange("reminders")
+    assert [f[b"occurrence"] for _, f in entries] == [b"1", b"2", b"3"]
+    assert results == [{"stream_id": entry_id.decode()} for entry_id, _ in entries]
+
+
+async def test_stream_batch_form_fails_each_entry_redis_refused(
+    ctx: ProcessorContext, aredis: aioredis.Redis
+) -> None:
+    """An entry Redis refuses (the stream name holds a string) is a RetryableError in its place."""
+    await aredis.set("taken", "1")
+    proc = StreamProcessor("events", StreamSettings(type="stream", stream="taken"), ctx)
+    results = await proc.call_many([make_occ(occurrence=1), make_occ(occurrence=2)])
+    assert len(results) == 2
+    for result in results:
+        assert isinstance(result, RetryableError)
+        assert str(result).startswith("stream events: XADD taken failed: ResponseError: WRONGTYPE")
+
+
+async def test_stream_batch_form_raises_when_redis_cannot_be_reached(ctx: ProcessorContext) -> None:
+    """A round trip that fails fails the whole batch (the pipeline retries every occurrence)."""
+    down = aioredis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    try:
+        dead_ctx = ProcessorContext(redis=down, http=ctx.http, names=ctx.names, log=ctx.log)
+        proc = StreamProcessor("events", StreamSettings(type="stream", stream="s"), dead_ctx)
+        with pytest.raises(RetryableError, match=r"^stream events: XADD s failed: ConnectionError: "):
+            await proc.call_many([make_occ()])
+    finally:
+        await down.aclose()
 
 
 async def test_stream_unreachable_redis_is_retryable(ctx: ProcessorContext) -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reminderd.core import trigger_keys
 from reminderd.core.trigger_keys import (
     MAX_KEY_BYTES,
     Rejection,
@@ -257,3 +258,23 @@ def test_formatted_keys_parse_back(user: str, type_: str) -> None:
     except KeyNameError:
         return
     assert parse_key(name, PREFIXES) == TriggerKey("send_message", user, type_)
+
+
+def _reference(name: str, prefixes: list[str]) -> TriggerKey | Rejection:
+    """The general path alone (every character checked), which the plain-name path must match."""
+    shown = name if len(name) <= 200 else name[:200] + "..."
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if name.startswith(prefix + "-"):
+            return trigger_keys._split(name, shown, prefix)
+    return Rejection(shown, "matches no configured rule prefix")
+
+
+@given(
+    st.sampled_from(["send_message", "send", "send-message", "x"]),
+    st.text(st.sampled_from("ab-_:9"), max_size=8),
+    PREFIX_SETS,
+)
+def test_plain_ascii_names_get_the_general_paths_verdict(prefix: str, rest: str, prefixes: list[str]) -> None:
+    """A printable ASCII name (the fast path) gets exactly the verdict of the full character check."""
+    name = f"{prefix}-{rest}"
+    assert parse_key(name, [*prefixes, prefix]) == _reference(name, [*prefixes, prefix])

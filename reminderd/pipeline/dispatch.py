@@ -1,22 +1,32 @@
 """One path for every claimed occurrence, whoever found it (event, timer, sweep).
 
-``submit`` starts one task per claim in the daemon's task group; each reads, top down:
-``prepare`` the occurrence → read the user's ``profile`` if the rule needs it → ``plan``
-(misfire policy, quiet hours, the processors still to run) → run them concurrently, each
-under its own timeout → ``judge`` their outcomes → the finisher writes the verdict →
-``report`` logs and counts it. The decisions are pure functions (``pipeline.decisions``);
-this module holds the hot path: one task per claim, no gather for a single processor.
+``submit`` starts one task per batch of claims in the daemon's task group. It reads each
+claim (``prepare``) and sends it one of two ways, to the same decisions:
+
+- a rule whose processors all have a batch form and that reads no profile goes with the
+  batch (``pipeline.batch``): planned, run once per processor for all of it, judged item
+  by item, its verdicts written in one finisher wait;
+- any other occurrence gets a task of its own, which reads top down: read the user's
+  ``profile`` if the rule needs it → ``plan`` (misfire policy, quiet hours, the processors
+  still to run) → run them concurrently, each under its own timeout → ``judge`` their
+  outcomes → the finisher writes the verdict.
+
+Either way ``report`` logs and counts a verdict only once it is written. The decisions
+are pure functions (``pipeline.decisions``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Coroutine
+from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
 
 from reminderd.models import Occurrence
+from reminderd.pipeline.batch import Batchable, BatchRun
 from reminderd.pipeline.capacity import Capacity
 from reminderd.pipeline.clock import RedisClock
 from reminderd.pipeline.decisions import (
@@ -31,14 +41,15 @@ from reminderd.pipeline.decisions import (
     plan,
     prepare,
 )
-from reminderd.pipeline.finish import Finisher
+from reminderd.pipeline.finish import Finisher, Written
 from reminderd.pipeline.profile import with_profile
-from reminderd.pipeline.report import report
+from reminderd.pipeline.report import Report, report
 from reminderd.pipeline.runtime import Context, Runtime
 from reminderd.processors.budget import budget
 from reminderd.storage.store import Claim
 
 log = structlog.get_logger("reminderd.pipeline.dispatch")
+Together = tuple[Claim, Prepared]
 
 
 class Dispatcher:
@@ -54,21 +65,40 @@ class Dispatcher:
         self.finisher = finisher
         self.capacity = Capacity(ctx)
         self.fired_total = 0
+        self._together = BatchRun(ctx, clock)
+        self._batchable = Batchable.of(ctx.runtime)
         self._group = group
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, claims: list[Claim], source: str) -> int:
-        """Start processing claimed occurrences (never blocks); how many were new."""
+        """Start processing claimed occurrences (never blocks); how many were new.
+
+        Each claim is read here and sent its way: with the batch's own run, or as a task of
+        its own. A reload mid-way does not change what a started claim runs with.
+        """
+        runtime = self.ctx.runtime
+        if self._batchable.runtime is not runtime:
+            self._batchable = Batchable.of(runtime)
+        together: list[Together] = []
         new = 0
         for claim in claims:
             if not self.capacity.add(claim):
                 continue  # our own lease lapsed and we re-claimed it: already running
             new += 1
-            task = self._group.create_task(self._guarded(claim, source))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            prepared = prepare(claim, runtime.settings)
+            if isinstance(prepared, Prepared) and prepared.occ.rule in self._batchable.rules:
+                together.append((claim, prepared))
+            else:
+                self._start(self._guarded(runtime, claim, source, prepared))
+        if together:
+            self._start(self._guarded_batch(runtime, together, source))
         self.ctx.metrics.set_in_flight(len(self.capacity))
         return new
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self._group.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def drain(self, timeout_s: float) -> int:
         """Wait for in-flight work up to ``timeout_s``, then cancel the rest; how many were cancelled."""
@@ -81,9 +111,64 @@ class Dispatcher:
             await asyncio.wait(pending)
         return len(pending)
 
-    async def _guarded(self, claim: Claim, source: str) -> None:
+    async def _guarded_batch(self, runtime: Runtime, items: list[Together], source: str) -> None:
         try:
-            await self.occurrence(claim, source)
+            await self.together(runtime, items, source)
+        except asyncio.CancelledError:
+            raise
+        except RedisError as exc:
+            # The locks lapse and the occurrences come due again: nothing lost.
+            log.warning("reminder.redis_error", key=items[0][0].key, batch=len(items), error=str(exc))
+        except Exception:
+            log.exception("reminder.internal_error", key=items[0][0].key, batch=len(items))
+        finally:
+            for claim, _ in items:
+                self.capacity.remove(claim)
+            self.ctx.metrics.set_in_flight(len(self.capacity))
+
+    async def together(self, runtime: Runtime, items: list[Together], source: str) -> list[Verdict]:
+        """A batch of claims of batchable rules from start to finish: decide, write, report."""
+        verdicts = await self._together.verdicts(runtime, items)
+        claims = [claim for claim, _ in items]
+        written = await self.finisher.finish_many(list(zip(claims, verdicts, strict=True)))
+        out = Report.of(self.ctx, source)
+        for (claim, prep), verdict, mine in zip(items, verdicts, written, strict=True):
+            self._conclude(claim, verdict, prep.occ, mine, out)
+        return verdicts
+
+    async def step(self, claims: list[Claim], source: str) -> list[Verdict]:
+        """Take ``claims`` to their written verdicts the ways ``submit`` would, and wait for them.
+
+        The entry point for stepping the pipeline in process; the verdicts are in claim order.
+        """
+        runtime = self.ctx.runtime
+        batchable = Batchable.of(runtime).rules
+        verdicts: dict[int, Verdict] = {}
+        indexes: list[int] = []
+        items: list[Together] = []
+        alone: list[Awaitable[None]] = []
+
+        async def single(i: int, work: Awaitable[Verdict]) -> None:
+            verdicts[i] = await work
+
+        async def batch() -> None:
+            verdicts.update(zip(indexes, await self.together(runtime, items, source), strict=True))
+
+        for i, claim in enumerate(claims):
+            prepared = prepare(claim, runtime.settings)
+            if isinstance(prepared, Prepared) and prepared.occ.rule in batchable:
+                indexes.append(i)
+                items.append((claim, prepared))
+            else:
+                alone.append(single(i, self._occurrence(runtime, claim, source, prepared)))
+        if items:
+            alone.append(batch())
+        await asyncio.gather(*alone)
+        return [verdicts[i] for i in range(len(claims))]
+
+    async def _guarded(self, runtime: Runtime, claim: Claim, source: str, prepared: Prepared | Dead) -> None:
+        try:
+            await self._occurrence(runtime, claim, source, prepared)
         except asyncio.CancelledError:
             raise
         except RedisError as exc:
@@ -96,25 +181,38 @@ class Dispatcher:
             self.ctx.metrics.set_in_flight(len(self.capacity))
 
     async def occurrence(self, claim: Claim, source: str) -> Verdict:
-        """One claim from start to finish: decide, write the verdict, report it; the verdict."""
-        runtime = self.ctx.runtime  # a reload mid-way does not change what this one runs with
-        prepared = prepare(claim, runtime.settings)
+        """One claim from start to finish on its own: decide, write the verdict, report it."""
+        runtime = self.ctx.runtime
+        return await self._occurrence(runtime, claim, source, prepare(claim, runtime.settings))
+
+    async def _occurrence(
+        self, runtime: Runtime, claim: Claim, source: str, prepared: Prepared | Dead
+    ) -> Verdict:
         if isinstance(prepared, Dead):
             verdict: Verdict = prepared
             occ = None
         else:
             occ = prepared.occ
             verdict = await self._decide(runtime, claim, prepared)
-        if not await self.finisher.finish(claim, verdict):
+        written = await self.finisher.finish(claim, verdict)
+        self._conclude(claim, verdict, occ, written, Report.of(self.ctx, source))
+        return verdict
+
+    def _conclude(
+        self, claim: Claim, verdict: Verdict, occ: Occurrence | None, mine: Written, out: Report
+    ) -> None:
+        """After the write: report the verdict, or say why it was not applied."""
+        if isinstance(mine, RedisError):
+            log.warning("reminder.redis_error", key=claim.key, occurrence=claim.occurrence, error=str(mine))
+        elif not mine:
             # Paused (SIGSTOP, a stalled host) past the lease: another instance owns it now.
             dropped = type(verdict).__name__
             log.warning("lease.lost", key=claim.key, occurrence=claim.occurrence, dropped=dropped)
             self.ctx.metrics.lease_lost()
-            return verdict
-        report(self.ctx, claim, verdict, occ, source)
-        if isinstance(verdict, Complete):
-            self.fired_total += 1
-        return verdict
+        else:
+            report(out, claim, verdict, occ)
+            if isinstance(verdict, Complete):
+                self.fired_total += 1
 
     async def _decide(self, runtime: Runtime, claim: Claim, prepared: Prepared) -> Verdict:
         settings, rule = runtime.settings, prepared.rule

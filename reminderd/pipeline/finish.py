@@ -1,11 +1,12 @@
 """The one finish path: every verdict carried out in batches, one round trip per batch.
 
 A drain of 20 000 due reminders is dominated by round trips; finishing them one call
-each would cost more than the claims. Each occurrence awaits its own verdict's write, so
-a failure to write is never silent. A batch that fails on a Redis error is sent again
-with backoff, except its retries: it is unknown whether they were applied, and applying
-one twice would count the attempt twice, so their occurrences get the error (their
-leases lapse and they come due again, as after a crash).
+each would cost more than the claims. Each caller awaits its own verdicts' write (one
+wait for a whole batch of them), so a failure to write is never silent. A batch that
+fails on a Redis error is sent again with backoff, except its retries: it is unknown
+whether they were applied, and applying one twice would count the attempt twice, so
+their occurrences get the error (their leases lapse and they come due again, as after a
+crash).
 """
 
 from __future__ import annotations
@@ -23,7 +24,28 @@ from reminderd.storage.store import RESET, Claim, Completion, DeadLetterRequest,
 from reminderd.storage.store import Retry as RetryRequest
 
 log = structlog.get_logger("reminderd.pipeline.finish")
-_Item = tuple[Claim, Verdict, asyncio.Future[bool]]
+Written = bool | RedisError
+"""Per verdict: whether it was still ours and applied, or the error it could not be written with."""
+
+
+class _Waiter:
+    """One caller's verdicts: the results as they are written, and one future for all of them."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, n: int) -> None:
+        self.future: asyncio.Future[list[Written]] = asyncio.get_running_loop().create_future()
+        self.results: list[Written] = [False] * n
+        self.left = n
+
+    def set(self, index: int, result: Written) -> None:
+        self.results[index] = result
+        self.left -= 1
+        if self.left == 0 and not self.future.done():
+            self.future.set_result(self.results)
+
+
+_Item = tuple[Claim, Verdict, _Waiter, int]
 
 
 class Finisher:
@@ -44,10 +66,20 @@ class Finisher:
         False when the lease lapsed and another instance (or our own later claim) took the
         occurrence over: nothing was written, the new owner's verdict is the one that counts.
         """
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((claim, verdict, fut))
+        (result,) = await self.finish_many([(claim, verdict)])
+        if isinstance(result, RedisError):
+            raise result
+        return result
+
+    async def finish_many(self, verdicts: list[tuple[Claim, Verdict]]) -> list[Written]:
+        """Queue a batch of verdicts and wait until all are written; per verdict, as ``finish``
+        says, or the Redis error a retry could not be written with."""
+        if not verdicts:
+            return []
+        waiter = _Waiter(len(verdicts))
+        self._pending += [(claim, verdict, waiter, i) for i, (claim, verdict) in enumerate(verdicts)]
         self._wakeup.set()
-        return await fut
+        return await waiter.future
 
     async def run(self) -> None:
         """Flush loop; runs until cancelled, then flushes what is left."""
@@ -80,19 +112,18 @@ class Finisher:
                 batch = _without_retries(batch, exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
-        for (claim, verdict, fut), result in zip(batch, results, strict=True):
+        for (claim, verdict, waiter, index), result in zip(batch, results, strict=True):
             if result == RESET:  # the raw key was written again while it ran: a new reminder
                 self.hints.written.add(claim.key)
             mine = bool(result)
             if mine and isinstance(verdict, Complete) and verdict.next_due_ms is not None:
                 self.hints.due_at(verdict.next_due_ms)
-            if not fut.done():
-                fut.set_result(mine)
+            waiter.set(index, mine)
 
 
 def _finish_items(batch: list[_Item]) -> list[FinishItem]:
     """The store's shapes for a batch of verdicts, in the batch's order."""
-    return [_finish_item(claim, verdict) for claim, verdict, _ in batch]
+    return [_finish_item(claim, verdict) for claim, verdict, _, _ in batch]
 
 
 def _finish_item(claim: Claim, verdict: Verdict) -> FinishItem:
@@ -119,8 +150,7 @@ def _without_retries(batch: list[_Item], exc: RedisError) -> list[_Item]:
     kept = []
     for item in batch:
         if isinstance(item[1], Retry):
-            if not item[2].done():
-                item[2].set_exception(exc)
+            item[2].set(item[3], exc)
         else:
             kept.append(item)
     return kept

@@ -11,6 +11,7 @@ the dispatcher, and the Redis clock that every claim reply sets.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 from redis.exceptions import RedisError
@@ -25,8 +26,11 @@ from reminderd.pipeline.progress import Progress
 from reminderd.pipeline.runtime import Context
 
 log = structlog.get_logger("reminderd.pipeline.intake")
-# The timer deletes trigger keys this long before they come due (see storage/scripts/disarm.lua).
+# The timer deletes trigger keys this long before they come due (see storage/scripts/disarm.lua),
+# and earlier by the time it takes to delete them when many come due at once.
 DISARM_AHEAD_MS = 250
+DISARM_LEAD_MAX_MS = 5_000
+DISARM_SAFETY = 1.5  # a lead half as long again as the measured rate says it needs
 
 
 class Intake:
@@ -41,6 +45,7 @@ class Intake:
         self.events = EventBatches(ctx, hints, self.dispatcher, self.clock)
         self.last_sweep_ms = 0
         self._disarmed_until_ms = 0
+        self._disarm_per_ms = 100.0  # keys deleted per ms, as last measured (a burst's worth)
 
     @property
     def _daemon(self) -> DaemonSettings:
@@ -53,7 +58,7 @@ class Intake:
             slots = self.capacity.free()
             if slots == 0:
                 break
-            limit = min(self._daemon.sweep_batch, slots)
+            limit = min(self._claim_at_most(), slots)
             got = await self.ctx.store.claim_due(
                 self.ctx.instance, limit=limit, lease_ms=self._daemon.lease_ms
             )
@@ -82,6 +87,12 @@ class Intake:
             raise_if_cancelled()
             await self._wait(delay_s)
 
+    def _claim_at_most(self) -> int:
+        """One claim round trip's size: a quarter of the slots (at most ``sweep_batch``), so
+        Redis claims and finishes one batch while this process runs the next, instead of the
+        two taking turns over one batch as large as all the slots."""
+        return max(1, min(self._daemon.sweep_batch, self._daemon.concurrency // 4))
+
     def _refill_at(self) -> int:
         """Free slots worth a claim round trip: refilling one slot at a time wastes the trip."""
         return max(1, min(self._daemon.sweep_batch, self._daemon.concurrency) // 4)
@@ -97,19 +108,35 @@ class Intake:
         until_due_ms = nxt[1] - now
         if until_due_ms <= 0:
             return 0.01 if claimed == 0 else 0.0  # due but held by another instance's lease
-        if until_due_ms > DISARM_AHEAD_MS:
+        if until_due_ms > DISARM_LEAD_MAX_MS + DISARM_AHEAD_MS:  # look again when the lead may matter
+            return min(interval_s, (until_due_ms - DISARM_LEAD_MAX_MS - DISARM_AHEAD_MS) / 1000)
+        lead_ms = await self._disarm_lead_ms(nxt[1], until_due_ms)
+        if until_due_ms > lead_ms:
             # Wake a little early to disarm what comes due, then sleep to the due instant.
-            return min(interval_s, (until_due_ms - DISARM_AHEAD_MS) / 1000)
-        await self._disarm(now)
+            return min(interval_s, (until_due_ms - lead_ms) / 1000)
+        await self._disarm(now, nxt[1] + DISARM_AHEAD_MS)
         return min(interval_s, until_due_ms / 1000)
 
-    async def _disarm(self, now_ms: int) -> None:
-        """Delete trigger keys due within the horizon (once each), so they raise no events."""
-        until = now_ms + DISARM_AHEAD_MS
+    async def _disarm_lead_ms(self, due_ms: int, until_due_ms: int) -> float:
+        """How long before ``due_ms`` to start disarming: the horizon, plus the time deleting
+        the keys due by then takes (a burst of 100,000 takes longer than the horizon: keys
+        not deleted in time expire and send an event each, which every daemon then reads)."""
+        if until_due_ms <= DISARM_AHEAD_MS:
+            return DISARM_AHEAD_MS
+        coming = await self.ctx.store.due_between(due_ms, due_ms + DISARM_AHEAD_MS)
+        work_ms = DISARM_SAFETY * coming / self._disarm_per_ms
+        return DISARM_AHEAD_MS + min(work_ms, DISARM_LEAD_MAX_MS)
+
+    async def _disarm(self, now_ms: int, until_ms: int) -> None:
+        """Delete trigger keys due up to ``until_ms`` (once each), so they raise no events."""
         start = max(self._disarmed_until_ms, now_ms)
-        if until > start:
-            await self.ctx.store.disarm(start, until)
-            self._disarmed_until_ms = until
+        if until_ms > start:
+            started = time.perf_counter()
+            deleted = await self.ctx.store.disarm(start, until_ms)
+            took_ms = (time.perf_counter() - started) * 1000
+            if deleted >= 1000 and took_ms > 0:
+                self._disarm_per_ms = deleted / took_ms
+            self._disarmed_until_ms = until_ms
 
     async def _wait(self, delay_s: float) -> None:
         self.hints.wake.clear()

@@ -1,5 +1,5 @@
 """Processors: what runs when an occurrence fires (built-ins and plugins)."""
 
-from reminderd.processors.base import Processor, ProcessorContext
+from reminderd.processors.base import BatchProcessor, BatchResult, Processor, ProcessorContext
 
-__all__ = ["Processor", "ProcessorContext"]
+__all__ = ["BatchProcessor", "BatchResult", "Processor", "ProcessorContext"]

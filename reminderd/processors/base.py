@@ -9,7 +9,7 @@ wait for a connection slot does not count against the processor's timeout.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,7 +19,7 @@ from reminderd.models import Occurrence
 from reminderd.processors.http_client import HttpAnswer, HttpClient
 from reminderd.storage.names import Names
 
-__all__ = ["HttpAnswer", "HttpClient", "Processor", "ProcessorContext"]
+__all__ = ["BatchProcessor", "BatchResult", "HttpAnswer", "HttpClient", "Processor", "ProcessorContext"]
 
 
 @runtime_checkable
@@ -32,6 +32,26 @@ class Processor(Protocol):
 
     async def aclose(self) -> None:
         """Release what the processor opened itself (shared resources are not its own)."""
+        ...
+
+
+BatchResult = Mapping[str, str] | None | Exception
+"""One occurrence's result in a batch: its details, or the error it failed with."""
+
+
+@runtime_checkable
+class BatchProcessor(Processor, Protocol):
+    """A processor that can also act on a whole batch of occurrences in one call.
+
+    A burst is claimed in batches of up to ``daemon.sweep_batch``; a processor whose work
+    batches well (one pipelined round trip, one buffered write) offers ``call_many`` and
+    the pipeline hands it the batch under one timeout, instead of one call, one task and
+    one timer per occurrence. Each occurrence still gets its own result: an exception in
+    its place fails that occurrence alone, one raised by ``call_many`` fails them all.
+    """
+
+    async def call_many(self, occs: Sequence[Occurrence]) -> Sequence[BatchResult]:
+        """Act on every occurrence of ``occs``; one result per occurrence, in order."""
         ...
 
 

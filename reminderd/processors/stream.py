@@ -7,7 +7,7 @@ nodes only), so the stream holds at least ``maxlen`` entries, a little more at t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import orjson
 from redis.exceptions import RedisError
@@ -50,12 +50,35 @@ class StreamProcessor:
         try:
             entry_id = await self._redis.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)
         except RedisError as exc:
-            raise RetryableError(
-                f"stream {self.name}: XADD {self._stream} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if isinstance(entry_id, bytes):
-            entry_id = entry_id.decode()
-        return {"stream_id": str(entry_id)}
+            raise self._failed(exc) from exc
+        result = self._result(entry_id)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def call_many(self, occs: Sequence[Occurrence]) -> list[Mapping[str, str] | Exception]:
+        """The batch form: every entry in one pipelined round trip (not a transaction).
+
+        An entry Redis refused fails its occurrence alone; a failed round trip fails them
+        all, and each is retried as a whole (an entry may then be added twice: the stream
+        is at-least-once, readers dedupe on ``idempotency_key``).
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        for occ in occs:
+            pipe.xadd(self._stream, stream_fields(occ), maxlen=self._maxlen, approximate=True)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            raise self._failed(exc) from exc
+        return [self._result(reply) for reply in replies]
+
+    def _result(self, reply: object) -> Mapping[str, str] | Exception:
+        if isinstance(reply, Exception):
+            return self._failed(reply)
+        return {"stream_id": reply.decode() if isinstance(reply, bytes) else str(reply)}
+
+    def _failed(self, exc: Exception) -> RetryableError:
+        return RetryableError(f"stream {self.name}: XADD {self._stream} failed: {type(exc).__name__}: {exc}")
 
     async def aclose(self) -> None:
         """Nothing to release: the Redis connection is the daemon's."""

@@ -82,6 +82,10 @@ class Reads:
             total, due = await pipe.execute()
         return int(total), int(due)
 
+    async def due_between(self, from_ms: int, until_ms: int) -> int:
+        """How many index entries come due in [from_ms, until_ms]."""
+        return int(await self.redis.zcount(self.names.due, from_ms, until_ms))
+
     async def next_due(self) -> tuple[str, int] | None:
         """The earliest index entry."""
         rows: list[tuple[str, float]] = await self.redis.zrange(self.names.due, 0, 0, withscores=True)  # type: ignore[assignment]

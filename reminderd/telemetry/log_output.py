@@ -4,10 +4,12 @@ A log write is the last thing that may stop reminders from firing. stdout can be
 disk (``ENOSPC``), a pipe whose reader went away (``EPIPE``), or journald's socket while
 journald is stalled, so a plain ``print`` either raises into whatever was logging or
 blocks the event loop. Lines are therefore handed to one writer thread through a bounded
-queue: the caller only enqueues; a line that finds the queue full, or that the stream
-refuses, is dropped and counted (``dropped``, exported as ``reminderd_log_dropped_total``);
-once the stream takes writes again, writing resumes with the next line. In-memory streams
-(tests, ``StringIO``) cannot block or fail, so they are written directly, in order.
+queue (a deque: an append is all the caller pays, the thread is woken only when it sleeps,
+and it gathers a few milliseconds of lines per write): the caller only enqueues; a line
+that finds the queue full, or that the stream refuses, is dropped and counted (``dropped``,
+exported as ``reminderd_log_dropped_total``); once the stream takes writes again, writing
+resumes with the next line. In-memory streams (tests, ``StringIO``) cannot block or fail,
+so they are written directly, in order.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import atexit
 import contextlib
 import io
 import os
-import queue
 import threading
+import time
+from collections import deque
 from typing import TextIO
 
 QUEUE_LINES = 10_000  # lines waiting for a stalled stream before new ones are dropped
 _BATCH_LINES = 256  # lines written per write() call by the writer thread
-_STOP = None  # sentinel ending the writer thread
+_GATHER_S = 0.002  # once woken, the writer waits this long for more lines to write together
 
 
 class LogOutput:
@@ -34,12 +37,14 @@ class LogOutput:
         self._failed = 0  # counted by the writer: the stream raised
         self._partial: list[str] = []
         self._lock = threading.Lock()
-        self._queue: queue.Queue[str | None] | None = None
+        self._lines: deque[str] = deque()
+        self._limit = queue_lines
+        self._ready = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._fd = _descriptor(stream)
         if self._fd is not None:
             self._encoding = getattr(stream, "encoding", None) or "utf-8"
-            self._queue = queue.Queue(queue_lines)
             self._thread = threading.Thread(target=self._drain, name="reminderd-log-writer", daemon=True)
             self._thread.start()
 
@@ -72,20 +77,22 @@ class LogOutput:
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Write what is queued (within ``timeout_s``) and stop the writer thread."""
-        if self._queue is None or self._thread is None or not self._thread.is_alive():
+        if self._thread is None or not self._thread.is_alive():
             return
-        with contextlib.suppress(queue.Full):
-            self._queue.put(_STOP, timeout=timeout_s)
+        self._stopping = True
+        self._ready.set()
         self._thread.join(timeout_s)
 
     def _emit(self, lines: str) -> None:
-        if self._queue is None:
+        if self._thread is None:
             self._write(lines, lines.count("\n"))
             return
-        try:
-            self._queue.put_nowait(lines)
-        except queue.Full:
+        if len(self._lines) >= self._limit:
             self._refused += lines.count("\n")
+            return
+        self._lines.append(lines)
+        if not self._ready.is_set():
+            self._ready.set()
 
     def _write(self, text: str, lines: int) -> None:
         try:
@@ -95,17 +102,21 @@ class LogOutput:
             self._failed += lines
 
     def _drain(self) -> None:
-        """The writer thread: batches of queued lines, written and flushed, until the sentinel."""
-        assert self._queue is not None
+        """The writer thread: batches of queued lines, written and flushed, until stopped.
+
+        A line appended after the deque was seen empty finds the event cleared and sets it,
+        so no line waits for a later one to be written.
+        """
+        lines = self._lines
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < _BATCH_LINES and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            stop = _STOP in batch
-            text = "".join(item for item in batch if item is not None)
-            if text:
+            self._ready.wait()
+            if not self._stopping:
+                time.sleep(_GATHER_S)
+            self._ready.clear()
+            while lines:
+                text = "".join(lines.popleft() for _ in range(min(len(lines), _BATCH_LINES)))
                 self._write_fd(text.encode(self._encoding, "backslashreplace"), text.count("\n"))
-            if stop:
+            if self._stopping:
                 return
 
     def _write_fd(self, data: bytes, lines: int) -> None:

@@ -71,9 +71,19 @@ def _secret_name(key: str) -> bool:
 
 
 def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """Processor: mask values of keys named like passwords, tokens, auth, secrets."""
-    for key, value in list(event_dict.items()):
-        event_dict[key] = _masked(value) if key == "event" else _masked_item(key, value, 0)
+    """Processor: mask values of keys named like passwords, tokens, auth, secrets.
+
+    It runs for every line (one per fire at ``info``), so the common values (numbers,
+    strings without a URL in them) are decided inline, without a call each.
+    """
+    for key, value in event_dict.items():  # values replaced in place: the keys stay as they are
+        if value is not None and key != "event" and isinstance(key, str) and _secret_name(key):
+            event_dict[key] = MASK
+        elif type(value) is str:
+            if "://" in value and "@" in value:
+                event_dict[key] = mask_url(value)
+        elif type(value) not in _PLAIN:
+            event_dict[key] = _masked(value)
     return event_dict
 
 
@@ -168,7 +178,7 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, *final],
         wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),  # write + flush is all it uses
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, out)),  # one write (line + newline) each
         context_class=dict,
         cache_logger_on_first_use=False,
     )

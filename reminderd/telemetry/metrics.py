@@ -109,13 +109,13 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def fired(self, rule: str, processor: str) -> None:
-        """A processor finished an occurrence."""
-        self._child(self._fired, rule, processor).inc()
+    def fired(self, rule: str, processor: str, count: int = 1) -> None:
+        """A processor finished occurrences (``count`` of them in one batch call)."""
+        self._child(self._fired, rule, processor).inc(count)
 
-    def failed(self, rule: str, processor: str) -> None:
+    def failed(self, rule: str, processor: str, count: int = 1) -> None:
         """A processor raised or timed out."""
-        self._child(self._failed, rule, processor).inc()
+        self._child(self._failed, rule, processor).inc(count)
 
     def retried(self, rule: str, processor: str) -> None:
         """A failed processor run was scheduled again with backoff."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from reminderd.pipeline.finish import Finisher
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.intake import Intake
 from reminderd.pipeline.runtime import Context, Runtime
-from reminderd.processors.base import Processor
+from reminderd.processors.base import BatchResult, Processor
 from reminderd.storage.names import Names
 from reminderd.storage.records import RecordField
 from reminderd.storage.server import ensure_notifications, required_flags
@@ -84,7 +84,7 @@ class Pipeline:
         claimed = await self.store.claim_due(INSTANCE, limit=1000, lease_ms=lease_ms)
         now, claims = claimed.now_ms, claimed.claims
         self.intake.clock.observe(now)
-        return list(await asyncio.gather(*(self.dispatcher.occurrence(c, source) for c in claims)))
+        return await self.dispatcher.step(claims, source)
 
     async def sweep(self) -> int:
         """One sweep by intake; returns once everything it started has its verdict."""
@@ -154,11 +154,47 @@ class Pipeline:
         return [(str(i), dict(f)) for i, f in rows]
 
 
+class Batched:
+    """A processor's batch form over its single one: one ``call_many`` for a batch, results in order.
+
+    With ``TOGETHER`` set, ``running`` wraps every processor in one, so the same test takes
+    its occurrences the batch way (``pipeline.batch``) and must reach the same verdicts.
+    """
+
+    def __init__(self, inner: Processor) -> None:
+        self.inner = inner
+        self.batches: list[int] = []
+
+    async def __call__(self, occ: Occurrence) -> Mapping[str, str] | None:
+        """The single form, unchanged."""
+        return await self.inner(occ)
+
+    async def call_many(self, occs: Sequence[Occurrence]) -> list[BatchResult]:
+        """Each occurrence through the single form in turn; an exception stands for its failure."""
+        self.batches.append(len(occs))
+        results: list[BatchResult] = []
+        for occ in occs:
+            try:
+                results.append(await self.inner(occ))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def aclose(self) -> None:
+        """Close the processor wrapped."""
+        await self.inner.aclose()
+
+
+TOGETHER = False  # set by the ``together`` fixture: run the same tests through batch forms
+
+
 @asynccontextmanager
 async def running(
     redis_url: str, config: str, processors: Mapping[str, Processor]
 ) -> AsyncIterator[Pipeline]:
     """The pipeline of ``config`` (YAML) with ``processors`` standing for the configured names."""
+    if TOGETHER:
+        processors = {name: Batched(proc) for name, proc in processors.items()}
     settings = load_config_text(config)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     store = Store(client, Names(settings.namespace))

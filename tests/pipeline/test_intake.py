@@ -94,6 +94,33 @@ async def _disarmed(p: Pipeline, key: str) -> bool:
     return int(await p.redis.pttl(key)) in (-1, -2)
 
 
+async def test_timer_starts_disarming_a_large_burst_early_enough_to_finish_before_it_is_due(
+    redis_url: str,
+) -> None:
+    """Many keys due at one instant are disarmed earlier than the horizon, by the measured delete rate."""
+    async with running(redis_url, config(), {"rec": Recorder()}) as p:
+        due = await p.now_ms() + 3000
+        keys = [f"send_message-{user}-burst" for user in range(600)]
+        for key in keys:
+            await p.schedule(due, key=key)
+        p.intake._disarm_per_ms = 1.0  # as if deleting took 1 ms a key: a lead of 250 + 900 ms
+        timer = asyncio.create_task(p.intake.run_timer())
+        try:
+            await wait_for(lambda: _none_left(p, keys))
+            assert await p.now_ms() < due - 1000  # the fixed horizon alone would start at due - 250
+        finally:
+            timer.cancel()
+
+
+async def _none_left(p: Pipeline, keys: list[str]) -> bool:
+    """No key of ``keys`` still has an expiry (each disarmed, or claimed already)."""
+    async with p.redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.pttl(key)
+        ttls = await pipe.execute()
+    return all(int(ttl) < 0 for ttl in ttls)
+
+
 async def test_expired_event_adopts_and_fires_a_raw_key(
     redis_url: str, pubsub_client: aioredis.Redis
 ) -> None:

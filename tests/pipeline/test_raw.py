@@ -20,6 +20,8 @@ from reminderd.storage.records import RecordField
 from tests.pipeline.harness import KEY, Pipeline, Recorder, key_events, running, wait_for
 from tests.pipeline.test_verdicts import config
 
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 
 @pytest.fixture
 async def pubsub_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:

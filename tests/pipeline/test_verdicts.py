@@ -14,6 +14,8 @@ from reminderd.models import Misfire
 from reminderd.pipeline.decisions import Complete, Dead, Defer, Retry, Skip
 from tests.pipeline.harness import KEY, Recorder, running, wait_for
 
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 MINUTE_MS = 60_000
 
 
