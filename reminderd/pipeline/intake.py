@@ -26,8 +26,8 @@ from reminderd.pipeline.progress import Progress
 from reminderd.pipeline.runtime import Context
 
 log = structlog.get_logger("reminderd.pipeline.intake")
-# The timer deletes trigger keys this long before they come due (see storage/scripts/disarm.lua),
-# and earlier by the time it takes to delete them when many come due at once.
+# The timer takes the expiry off trigger keys this long before they come due (see
+# storage/scripts/disarm.lua), and earlier by the time that takes when many come due at once.
 DISARM_AHEAD_MS = 250
 DISARM_LEAD_MAX_MS = 5_000
 DISARM_SAFETY = 1.5  # a lead half as long again as the measured rate says it needs
@@ -45,7 +45,7 @@ class Intake:
         self.events = EventBatches(ctx, hints, self.dispatcher, self.clock)
         self.last_sweep_ms = 0
         self._disarmed_until_ms = 0
-        self._disarm_per_ms = 100.0  # keys deleted per ms, as last measured (a burst's worth)
+        self._disarm_per_ms = 100.0  # keys disarmed per ms, as last measured (a burst's worth)
 
     @property
     def _daemon(self) -> DaemonSettings:
@@ -118,9 +118,9 @@ class Intake:
         return min(interval_s, until_due_ms / 1000)
 
     async def _disarm_lead_ms(self, due_ms: int, until_due_ms: int) -> float:
-        """How long before ``due_ms`` to start disarming: the horizon, plus the time deleting
+        """How long before ``due_ms`` to start disarming: the horizon, plus the time disarming
         the keys due by then takes (a burst of 100,000 takes longer than the horizon: keys
-        not deleted in time expire and send an event each, which every daemon then reads)."""
+        not disarmed in time expire and send an event each, which every daemon then reads)."""
         if until_due_ms <= DISARM_AHEAD_MS:
             return DISARM_AHEAD_MS
         coming = await self.ctx.store.due_between(due_ms, due_ms + DISARM_AHEAD_MS)
@@ -128,14 +128,15 @@ class Intake:
         return DISARM_AHEAD_MS + min(work_ms, DISARM_LEAD_MAX_MS)
 
     async def _disarm(self, now_ms: int, until_ms: int) -> None:
-        """Delete trigger keys due up to ``until_ms`` (once each), so they raise no events."""
+        """Take the expiry off trigger keys due up to ``until_ms`` (once each), so they raise no
+        expired events (the claim deletes them)."""
         start = max(self._disarmed_until_ms, now_ms)
         if until_ms > start:
             started = time.perf_counter()
-            deleted = await self.ctx.store.disarm(start, until_ms)
+            looked = await self.ctx.store.disarm(start, until_ms)
             took_ms = (time.perf_counter() - started) * 1000
-            if deleted >= 1000 and took_ms > 0:
-                self._disarm_per_ms = deleted / took_ms
+            if looked >= 1000 and took_ms > 0:
+                self._disarm_per_ms = looked / took_ms
             self._disarmed_until_ms = until_ms
 
     async def _wait(self, delay_s: float) -> None:
