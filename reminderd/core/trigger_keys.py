@@ -51,6 +51,8 @@ def _check_part(part: str, what: str) -> str | None:
         return f"{what} contains only '-'"
     if part != part.strip():
         return f"{what} has leading or trailing whitespace"
+    if part.isascii() and part.isprintable():
+        return None  # the common case: no control character, valid UTF-8, one C-level check
     if any(ch in _FORBIDDEN for ch in part):
         return f"{what} contains a control character"
     if not _is_utf8(part):
