@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -109,7 +110,7 @@ class Daemon:
             "logging": {"level": "warning", "format": "json"},
             "processors": {"hook": {"type": "webhook", "url": hook}},
             "rules": {"send_message": {"processors": ["hook"]}},
-            "daemon": {"http_connections_per_host": per_host},
+            "daemon": {"http_connections_per_host": per_host, "heartbeat_interval": "1s"},
         }
         self.config.write_text(yaml.safe_dump(cfg))
         self.log = self.dir / "daemon.log"
@@ -157,6 +158,16 @@ async def _ready(api: AsyncReminders, receiver: Receiver) -> None:
     receiver.lateness_ms.clear()
 
 
+async def _beat_gaps_ms(client: aioredis.Redis, daemons_key: str, stop: asyncio.Event) -> int:
+    """The longest gap between two heartbeats (their own Redis times) until ``stop``, in ms."""
+    beats: set[int] = set()
+    while not stop.is_set():
+        beats.update(int(score) for _, score in await client.zrange(daemons_key, 0, -1, withscores=True))
+        await asyncio.sleep(0.05)
+    ordered = sorted(beats)
+    return max((b - a for a, b in itertools.pairwise(ordered)), default=0)
+
+
 def _pct(values: list[int], q: float) -> int:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
@@ -173,13 +184,16 @@ async def burst(
     while (await client.time())[0] * 1000 < due_ms - 100:
         await asyncio.sleep(0.02)
     cpu0 = daemon.cpu_s()  # from just before the due instant: scheduling's own events are not the calls'
+    stop = asyncio.Event()
+    beats = asyncio.create_task(_beat_gaps_ms(client, api.store.names.daemons, stop))
     deadline = time.monotonic() + 120
     while len(receiver.keys) < n and time.monotonic() < deadline:
         receiver.collect()
         await asyncio.sleep(0.05)
+    cpu = daemon.cpu_s() - cpu0
     await asyncio.sleep(1.0)  # late duplicates, if any
     receiver.collect()
-    cpu = daemon.cpu_s() - cpu0
+    stop.set()
     row = {
         "n": n,
         "delivered": len(receiver.keys),
@@ -188,6 +202,7 @@ async def burst(
         "duplicates": sum(c - 1 for c in receiver.keys.values()),
         "failures": daemon.failures(),
         "cpu_us_per_call": round(cpu / max(1, n) * 1e6),
+        "longest_heartbeat_gap_ms": await beats,
     }
     receiver.keys.clear()
     receiver.lateness_ms.clear()
