@@ -1,4 +1,4 @@
-"""``python -m bench.webhooks [--burst N ...] [--soak-minutes M --rate R]``: real webhooks, real daemon.
+"""``python -m bench.webhooks [--burst N ...] [--soak SECONDS --rate R]``: real webhooks, real daemon.
 
 The main benchmark uses a no-op processor; this one sends every occurrence as a webhook
 to a loopback receiver in its own process (plain asyncio on uvloop, HTTP/1.1 keep-alive,
@@ -7,15 +7,18 @@ arrived (arrival minus the body's ``due_at_ms``). One ``reminderd run`` at the d
 (concurrency 1000), one private redis-server.
 
 - burst: N webhooks due at one instant; time until the last arrived, duplicates, failures
-  (``reminder.failed`` / ``reminder.dead_lettered`` in the daemon's log), daemon CPU per call.
-- soak: R webhooks a second coming due for M minutes (scheduled ahead through the API);
-  per minute: lateness p50/p99, arrivals, duplicates, the daemon's RSS.
+  (``reminder.failed`` / ``reminder.dead_lettered`` in the daemon's log), daemon CPU per call
+  (counted from just before the due instant).
+- soak: R webhooks a second coming due for SECONDS (scheduled ahead through the API); per
+  minute: lateness p50/p99/max, arrivals, the daemon's CPU and RSS; then delivered,
+  duplicates, failures and RSS growth over the first minute, and the table as Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -107,7 +110,7 @@ class Daemon:
             "logging": {"level": "warning", "format": "json"},
             "processors": {"hook": {"type": "webhook", "url": hook}},
             "rules": {"send_message": {"processors": ["hook"]}},
-            "daemon": {"http_connections_per_host": per_host},
+            "daemon": {"http_connections_per_host": per_host, "heartbeat_interval": "1s"},
         }
         self.config.write_text(yaml.safe_dump(cfg))
         self.log = self.dir / "daemon.log"
@@ -155,6 +158,16 @@ async def _ready(api: AsyncReminders, receiver: Receiver) -> None:
     receiver.lateness_ms.clear()
 
 
+async def _beat_gaps_ms(client: aioredis.Redis, daemons_key: str, stop: asyncio.Event) -> int:
+    """The longest gap between two heartbeats (their own Redis times) until ``stop``, in ms."""
+    beats: set[int] = set()
+    while not stop.is_set():
+        beats.update(int(score) for _, score in await client.zrange(daemons_key, 0, -1, withscores=True))
+        await asyncio.sleep(0.05)
+    ordered = sorted(beats)
+    return max((b - a for a, b in itertools.pairwise(ordered)), default=0)
+
+
 def _pct(values: list[int], q: float) -> int:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
@@ -168,14 +181,19 @@ async def burst(
     due_ms = (int(sec) + 3) * 1000
     at = datetime.fromtimestamp(due_ms / 1000, UTC)
     await api.schedule_many((f"send_message-{i}-burst{n}", None, When(at=at)) for i in range(n))
-    cpu0 = daemon.cpu_s()
+    while (await client.time())[0] * 1000 < due_ms - 100:
+        await asyncio.sleep(0.02)
+    cpu0 = daemon.cpu_s()  # from just before the due instant: scheduling's own events are not the calls'
+    stop = asyncio.Event()
+    beats = asyncio.create_task(_beat_gaps_ms(client, api.store.names.daemons, stop))
     deadline = time.monotonic() + 120
     while len(receiver.keys) < n and time.monotonic() < deadline:
         receiver.collect()
         await asyncio.sleep(0.05)
+    cpu = daemon.cpu_s() - cpu0
     await asyncio.sleep(1.0)  # late duplicates, if any
     receiver.collect()
-    cpu = daemon.cpu_s() - cpu0
+    stop.set()
     row = {
         "n": n,
         "delivered": len(receiver.keys),
@@ -184,6 +202,7 @@ async def burst(
         "duplicates": sum(c - 1 for c in receiver.keys.values()),
         "failures": daemon.failures(),
         "cpu_us_per_call": round(cpu / max(1, n) * 1e6),
+        "longest_heartbeat_gap_ms": await beats,
     }
     receiver.keys.clear()
     receiver.lateness_ms.clear()
@@ -191,12 +210,13 @@ async def burst(
 
 
 async def soak(
-    client: aioredis.Redis, api: AsyncReminders, receiver: Receiver, daemon: Daemon, rate: int, minutes: int
+    client: aioredis.Redis, api: AsyncReminders, receiver: Receiver, daemon: Daemon, rate: int, seconds: int
 ) -> list[dict[str, Any]]:
-    """``rate`` a second coming due for ``minutes``, scheduled ahead; one row per minute."""
+    """``rate`` a second coming due for ``seconds``, scheduled ahead; one row per minute (the last
+    may be shorter), then a summary row."""
     sec = (await client.time())[0]
-    start_ms = (int(sec) + 30) * 1000  # scheduling 300,000 takes a while
-    total = rate * 60 * minutes
+    total = rate * seconds
+    start_ms = (int(sec) + 10 + total // 20_000) * 1000  # scheduling 300,000 takes a while
     step = 10_000
     for first in range(0, total, step):
         batch = range(first, min(total, first + step))
@@ -208,29 +228,51 @@ async def soak(
             )
             for i in batch
         )
-    rows = []
     while (await client.time())[0] * 1000 < start_ms:
         await asyncio.sleep(0.1)
     receiver.collect()
-    for minute in range(1, minutes + 1):
+    rows: list[dict[str, Any]] = []
+    for minute, begin in enumerate(range(0, seconds, 60), start=1):
+        span = min(60, seconds - begin)
         cpu0, late = daemon.cpu_s(), []
-        end = time.monotonic() + 60
+        end = time.monotonic() + span
         while time.monotonic() < end:
             await asyncio.sleep(1)
             late += receiver.collect()
         rows.append({
             "minute": minute, "arrived": len(late), "p50_ms": _pct(late, 0.5), "p99_ms": _pct(late, 0.99),
-            "max_ms": max(late, default=0), "cpu_per_s": round((daemon.cpu_s() - cpu0) / 60, 3),
+            "max_ms": max(late, default=0), "cpu_per_s": round((daemon.cpu_s() - cpu0) / span, 3),
             "rss_mb": round(daemon.rss_mb(), 1),
         })  # fmt: skip
         print(f"[soak] {rows[-1]}", flush=True)
     await asyncio.sleep(5)
     receiver.collect()
+    first_rss = rows[0]["rss_mb"] if rows else 0.0
+    growth = round((max(r["rss_mb"] for r in rows) / first_rss - 1) * 100, 1) if first_rss else 0.0
     rows.append({
-        "delivered": len(receiver.keys), "of": total,
+        "delivered": len(receiver.keys), "of": total, "rss_growth_pct": growth,
         "duplicates": sum(c - 1 for c in receiver.keys.values()), "failures": daemon.failures(),
     })  # fmt: skip
     return rows
+
+
+def soak_table(rows: list[dict[str, Any]]) -> str:
+    """The soak's minutes as the Markdown table of ``docs/benchmark.md``, then its summary line."""
+    lines = [
+        "| minute | arrived | lateness p50 | p99 | max | daemon CPU s/s | RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows[:-1]:
+        lines.append(
+            f"| {r['minute']} | {r['arrived']:,} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['max_ms']} ms "
+            f"| {r['cpu_per_s']} | {r['rss_mb']} MB |"
+        )
+    s = rows[-1]
+    lines.append(
+        f"\n{s['delivered']:,} of {s['of']:,} delivered, {s['duplicates']} duplicates, "
+        f"{s['failures']} failures, RSS +{s['rss_growth_pct']} % after the first minute."
+    )
+    return "\n".join(lines)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -241,11 +283,13 @@ async def main(args: argparse.Namespace) -> None:
     api = AsyncReminders(client, load_config(str(daemon.config)))
     try:
         await _ready(api, receiver)
-        for n in args.burst or ([] if args.soak_minutes else [1000, 10_000]):
+        soak_s = args.soak or args.soak_minutes * 60
+        for n in args.burst or ([] if soak_s else [1000, 10_000]):
             print(f"[burst] {await burst(client, api, receiver, daemon, n)}", flush=True)
-        if args.soak_minutes:
-            for row in await soak(client, api, receiver, daemon, args.rate, args.soak_minutes):
-                print(f"[soak] {row}", flush=True)
+        if soak_s:
+            rows = await soak(client, api, receiver, daemon, args.rate, soak_s)
+            print(f"[soak] {rows[-1]}", flush=True)
+            print(soak_table(rows), flush=True)
     finally:
         await client.aclose()
         daemon.stop()
@@ -256,7 +300,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks")
     parser.add_argument("--burst", type=int, action="append", help="webhooks due at one instant (repeatable)")
-    parser.add_argument("--soak-minutes", type=int, default=0)
+    parser.add_argument("--soak", type=int, default=0, help="soak seconds (600: the 10 minute soak)")
+    parser.add_argument("--soak-minutes", type=int, default=0, help="the same in minutes")
     parser.add_argument("--rate", type=int, default=500, help="webhooks a second during the soak")
     parser.add_argument("--per-host", type=int, help="daemon.http_connections_per_host")
     uvloop.run(main(parser.parse_args()))

@@ -39,6 +39,15 @@ async def test_the_timeout_still_covers_the_request_once_it_has_a_slot() -> None
                     await http.request("POST", receiver.url("/"), where="t")
 
 
+async def test_a_request_timeout_shorter_than_the_budget_still_ends_the_request() -> None:
+    """Under a 5 s budget, a request's own 0.2 s timeout applies and names itself."""
+    with HttpReceiver(default=Reply(200, delay_s=1.0)) as receiver:
+        async with HttpClient(1) as http:
+            with pytest.raises(RetryableError, match=r"^t: timed out after 0\.2s$"):
+                async with budget(5.0):
+                    await http.request("POST", receiver.url("/"), where="t", timeout_s=0.2)
+
+
 async def test_not_counted_resumes_the_deadline_with_what_was_left() -> None:
     """Time inside not_counted is added back; time outside still counts."""
     loop = asyncio.get_running_loop()

@@ -5,6 +5,9 @@ HTTP client) waiting for a shared resource that is not yet its own (a connection
 does so inside ``not_counted()``: the deadline is suspended while it waits and resumes
 with what was left. So the daemon's own queueing never turns into a timeout, and a
 timeout never into a re-send of a request that was never sent.
+
+``budget`` is a plain class, not a generator context manager: it wraps every processor
+call, and a generator's frame costs more than the timeout it carries.
 """
 
 from __future__ import annotations
@@ -12,20 +15,38 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from types import TracebackType
 
 _current: ContextVar[asyncio.Timeout | None] = ContextVar("reminderd_processor_budget", default=None)
 
 
-@asynccontextmanager
-async def budget(timeout_s: float) -> AsyncIterator[None]:
+class budget:  # lower case: used like the function it replaced, ``async with budget(5.0)``
     """Run the block under ``timeout_s`` (``TimeoutError`` when it is spent), pausable inside."""
-    async with asyncio.timeout(timeout_s) as scope:
-        token = _current.set(scope)
-        try:
-            yield
-        finally:
-            _current.reset(token)
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, timeout_s: float) -> None:
+        self._scope = asyncio.timeout(timeout_s)
+        self._token: Token[asyncio.Timeout | None] | None = None
+
+    async def __aenter__(self) -> None:
+        await self._scope.__aenter__()
+        self._token = _current.set(self._scope)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+        await self._scope.__aexit__(kind, exc, tb)
+
+
+def left_s() -> float | None:
+    """Seconds left in the enclosing ``budget`` (None outside one, or while it is paused)."""
+    scope = _current.get()
+    when = None if scope is None else scope.when()
+    return None if when is None else when - asyncio.get_running_loop().time()
 
 
 @asynccontextmanager

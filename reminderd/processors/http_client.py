@@ -25,9 +25,11 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from reminderd.errors import RetryableError
-from reminderd.processors.budget import not_counted
+from reminderd.processors.budget import left_s, not_counted
 
 DEFAULT_TIMEOUT_S = 10.0
+URL_CACHE_SIZE = 1024
+_NO_TIMEOUT = aiohttp.ClientTimeout()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +66,16 @@ class HttpClient:
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._slots: dict[str, _Slots] = {}
+        self._urls: dict[str, URL] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self.queued = 0  # requests waiting for a connection slot now
 
     async def __aenter__(self) -> HttpClient:
         # The semaphores bound the connections per host, so the connector need not.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        self._session = aiohttp.ClientSession(
+            connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
         return self
 
     async def __aexit__(
@@ -102,8 +108,8 @@ class HttpClient:
         own text is quoted only through ``quote`` (which masks what must not show), as URLs
         of some gateways carry secrets.
         """
-        timeout = aiohttp.ClientTimeout(total=options.pop("timeout_s", None) or self.timeout_s)
-        slot = self._slot(URL(url).host or "")
+        target = self._url(url)
+        slot = self._slot(target.host or "")
         if not slot.take_now():
             self.queued += 1
             try:
@@ -111,19 +117,45 @@ class HttpClient:
                     await slot.wait()
             finally:
                 self.queued -= 1
+        total_s = options.pop("timeout_s", None) or self.timeout_s
+        timeout = self._timeout(total_s)
         try:
-            return await self._send(method, url, where, quote, timeout=timeout, **options)
+            return await self._send(method, target, where, quote, timeout=timeout, **options)
         finally:
             slot.give_back()
 
+    def _url(self, url: str) -> URL:
+        """``url`` parsed once: a webhook posts to the same URL every time (aiohttp takes it as is)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()  # templated gateway URLs (one per recipient) must not pile up
+            parsed = self._urls[url] = URL(url)
+        return parsed
+
+    def _timeout(self, total_s: float) -> aiohttp.ClientTimeout:
+        """The request's own timeout, or none when the enclosing budget ends first.
+
+        Under the pipeline's ``budget`` (the processor's timeout) a second timer per request
+        is redundant whenever the budget is the shorter: the budget's ``TimeoutError`` ends
+        the request the same way.
+        """
+        left = left_s()
+        if left is not None and left <= total_s:
+            return _NO_TIMEOUT
+        timeout = self._timeouts.get(total_s)
+        if timeout is None:
+            timeout = self._timeouts[total_s] = aiohttp.ClientTimeout(total=total_s)
+        return timeout
+
     async def _send(
-        self, method: str, url: str, where: str, quote: Callable[[str], str] | None, **options: Any
+        self, method: str, url: URL, where: str, quote: Callable[[str], str] | None, **options: Any
     ) -> HttpAnswer:
         try:
             async with self.session.request(method, url, **options) as response:
                 body = await response.read()
                 return HttpAnswer(response.status, response.headers, body)
-        except TimeoutError as exc:
+        except TimeoutError as exc:  # aiohttp's own timeout (the budget's arrives as a cancellation)
             raise RetryableError(f"{where}: timed out after {options['timeout'].total:g}s") from exc
         except aiohttp.ClientError as exc:
             name = type(exc).__name__

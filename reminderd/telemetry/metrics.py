@@ -100,6 +100,14 @@ class Metrics:
         self._clock_offset = Gauge(
             "reminderd_clock_offset_seconds", "Redis's clock minus this host's (last heartbeat).", registry=r
         )
+        self._loop_lag = Gauge(
+            "reminderd_loop_lag_seconds", "How late the event loop ran its last lag probe.", registry=r
+        )
+        self._claim_limit = Gauge(
+            "reminderd_claim_limit",
+            "Occurrences that may be in flight now (less while the loop lags).",
+            registry=r,
+        )
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: the lookup takes a lock and is on the hot path."""
@@ -176,6 +184,11 @@ class Metrics:
     def set_clock_offset(self, offset_ms: int) -> None:
         """How far this host's clock is behind Redis's (negative: ahead)."""
         self._clock_offset.set(offset_ms / 1000)
+
+    def set_loop_lag(self, lag_s: float, limit: int) -> None:
+        """The event loop's last lag sample and the in-flight limit it allows."""
+        self._loop_lag.set(lag_s)
+        self._claim_limit.set(limit)
 
     def set_in_flight(self, count: int) -> None:
         """Occurrences being processed now."""
