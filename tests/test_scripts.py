@@ -343,3 +343,35 @@ async def test_adopt_dead_letters_a_raw_payload_above_the_limit(store: Store, r:
         "payload": "{}",
     }
     assert await r.hget(NAMES.stats, "dead") == "1"
+
+
+async def test_indexed_trigger_keys_are_written_without_an_expire_event(
+    store: Store, r: aioredis.Redis
+) -> None:
+    """Schedule, bulk schedule and re-arm write the key with its TTL but raise no ``expire`` event.
+
+    The daemons' subscribers adopt the keys of ``expire`` events as raw keys; an indexed one
+    would cost every daemon a read and Redis an adoption call for nothing.
+    """
+    await r.config_set("notify-keyspace-events", "KEg")
+    pubsub = r.pubsub()
+    await pubsub.psubscribe("__keyspace@0__:send_message-*")
+    try:
+        now = await redis_now(r)
+        await store.schedule(req(KEY, now + 60_000))
+        await store.schedule_many([req(f"send_message-{n}-bulk", now + 60_000) for n in range(3)])
+        claim = await due_claimed(store, "send_message-9-again", now - 10, schedule=Every(60_000, now - 10))
+        assert await store.finish_many(
+            "A", [Completion(claim.member, claim.occurrence, now + 50_000)], fired_window_ms=WINDOW_MS
+        ) == [1]
+        await r.publish("__keyspace@0__:send_message-end", "end")  # the last message to wait for
+        events = []
+        while (msg := await pubsub.get_message(timeout=5)) is not None and msg["data"] != "end":
+            if msg["type"] == "pmessage":
+                events.append((msg["channel"].removeprefix("__keyspace@0__:"), msg["data"]))
+        assert ("send_message-42-daily", "restore") in events
+        assert [e for e in events if e[1] == "expire"] == []
+        assert await r.pexpiretime("send_message-9-again") == now + 50_000  # type: ignore[arg-type]
+        assert await r.get(KEY) == "1"
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -79,11 +79,21 @@ local function holds(lock, occ)
   return holder and our_flags(holder, occ) ~= nil
 end
 
--- The trigger-key rule above, for a member whose due time is now `due`.
+-- The trigger-key rule above, for a member whose due time is now `due`. The key is written
+-- by RESTORE with an absolute TTL, which raises a `restore` event where `SET ... PXAT` raises
+-- `expire`: the daemons' subscribers adopt the keys of `expire` events (a raw key written
+-- with a TTL), and this key is indexed already, so the event would cost every daemon a read
+-- and Redis an adoption call per reminder for nothing. The serialized value of '1' is taken
+-- from the key itself, once per script call (it depends on the server's version).
+local one_dumped
 local function arm(m, due, now)
   if is_aux(m) then return end
   if tonumber(due) > now then
-    redis.call('SET', m, '1', 'PXAT', due)
+    if not one_dumped then
+      redis.call('SET', m, '1')
+      one_dumped = redis.call('DUMP', m)
+    end
+    redis.call('RESTORE', m, due, one_dumped, 'ABSTTL', 'REPLACE')
   else
     redis.call('DEL', m)
   end
