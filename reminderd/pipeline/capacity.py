@@ -138,6 +138,7 @@ class Capacity:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._in_flight: dict[tuple[str, int], Claim] = {}
+        self._members: dict[str, int] = {}  # member -> its occurrences in flight
         self._freed = asyncio.Event()
         self.throttle = Throttle()
         self.probe = LagProbe(self)
@@ -178,12 +179,20 @@ class Capacity:
         if ident in self._in_flight:
             return False
         self._in_flight[ident] = claim
+        self._members[claim.member] = self._members.get(claim.member, 0) + 1
         return True
 
     def remove(self, claim: Claim) -> None:
         """``claim`` has ended: its slot is free again."""
-        self._in_flight.pop((claim.member, claim.occurrence), None)
+        if self._in_flight.pop((claim.member, claim.occurrence), None) is not None:
+            left = self._members.pop(claim.member) - 1
+            if left:
+                self._members[claim.member] = left
         self._freed.set()
+
+    def holds(self, member: str) -> bool:
+        """Whether an occurrence of ``member`` is in flight here (its claim took the lock)."""
+        return member in self._members
 
     def leases(self) -> list[tuple[str, int]]:
         """(member, occurrence) of everything in flight, for lease renewal."""

@@ -18,6 +18,7 @@ from reminderd.pipeline.subscriber import Subscriber
 from reminderd.storage.connection import make_client
 from reminderd.storage.records import RecordField
 from tests.pipeline.harness import KEY, Pipeline, Recorder, key_events, running, wait_for
+from tests.pipeline.test_intake import Gate
 from tests.pipeline.test_verdicts import config
 
 pytestmark = pytest.mark.usefixtures("both_paths")
@@ -105,6 +106,28 @@ async def test_a_deleted_raw_key_cancels_only_a_raw_unclaimed_reminder(redis_url
         assert await p.due_ms(keys[0]) is None
         assert all([await p.due_ms(k) for k in keys[1:]])
         assert (await p.stats())["cancelled"] == 1
+
+
+async def test_del_events_of_keys_running_here_need_no_round_trip(redis_url: str) -> None:
+    """A del event for a key whose occurrence runs here (its claim holds the lock) is settled locally."""
+    gate = Gate()
+    async with running(redis_url, config(), {"rec": gate}) as p:
+        await p.raw_key(KEY, ttl_ms=60_000)
+        await p.come_due()
+        await p.redis.delete(KEY)  # the raw key is gone: its claim may fire it
+        assert await p.intake.sweep_once() == 1
+        await wait_for(lambda: _seen(gate, 1))
+        p.hints.deleted.add(KEY)  # as the subscriber leaves a del event
+        before = await _script_calls(p)
+        assert await p.intake.events.forget_deleted_once() == 0
+        assert await _script_calls(p) == before
+        assert KEY not in p.hints.deleted
+        gate.opened.set()
+
+
+async def _script_calls(p: Pipeline) -> int:
+    stats = await p.redis.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
 async def test_an_expired_event_for_a_live_key_adopts_it_at_its_real_expiry(redis_url: str) -> None:
