@@ -39,6 +39,8 @@ class RecordField(StrEnum):
     ERROR = "e"  # last error text
 
 
+# A claim row's mark after the member: the CLAIM_FIELDS follow, or the due time of a plain one-shot.
+FULL_ROW, PLAIN_ROW = "+", ""
 # The record fields a claim returns per occurrence, in this order (``parse_claims``).
 CLAIM_FIELDS = (
     RecordField.DUE,
@@ -226,30 +228,41 @@ class Claimed:
 
 
 def parse_claims(res: list[Any]) -> Claimed:
-    """Parse a claim script's flat reply: Redis now, the notes, then per claim its member and CLAIM_FIELDS."""
+    """Parse a claim script's flat reply: Redis now, the notes, then per claim its member and
+    either ``FULL_ROW`` and CLAIM_FIELDS or, for a plain one-shot (no record before its claim),
+    ``PLAIN_ROW`` and its due time: three values instead of a dozen, on both sides of the wire."""
     now, flat = int(res[0]), res[1]
     notes = tuple((str(flat[i]), Note(flat[i + 1])) for i in range(0, len(flat), 2))
     width = 1 + len(CLAIM_FIELDS)
     claims = []
-    for i in range(2, len(res), width):
-        row = res[i : i + width]
-        due, nominal, misfire = row[_DUE], row[_NOM], row[_MIS]
-        claims.append(
-            Claim(
-                member=row[0],
-                due_at_ms=int(due),
-                nominal_due_ms=int(nominal or due),
-                occurrence=int(row[_OCC]),
-                attempts=int(row[_ATT] or 0),
-                payload_json=row[_PAY],
-                schedule=_schedule(row[_SCH], nominal or due),
-                misfire=Misfire(misfire) if misfire else None,
-                done=split_done(row[_DONE]),
-                raw=row[_RAW] == "1",
-                now_ms=now,
-            )
-        )
+    i, end = 2, len(res)
+    while i < end:
+        if res[i + 1] == PLAIN_ROW:
+            due = int(res[i + 2])
+            claims.append(Claim(res[i], due, due, 1, 0, "", Once(due), None, (), False, now))
+            i += 3
+            continue
+        claims.append(_claim(res[i], res[i + 1 : i + width + 1], now))
+        i += width + 1
     return Claimed(now, claims, notes)
+
+
+def _claim(member: str, row: list[Any], now: int) -> Claim:
+    """A claim from its full row (``row[0]`` the row's marker, then CLAIM_FIELDS)."""
+    due, nominal, misfire = row[_DUE], row[_NOM], row[_MIS]
+    return Claim(
+        member=member,
+        due_at_ms=int(due),
+        nominal_due_ms=int(nominal or due),
+        occurrence=int(row[_OCC]),
+        attempts=int(row[_ATT] or 0),
+        payload_json=row[_PAY],
+        schedule=_schedule(row[_SCH], nominal or due),
+        misfire=Misfire(misfire) if misfire else None,
+        done=split_done(row[_DONE]),
+        raw=row[_RAW] == "1",
+        now_ms=now,
+    )
 
 
 def _schedule(text: str, nominal: str) -> Schedule:

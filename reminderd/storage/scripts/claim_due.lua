@@ -2,7 +2,8 @@
 -- (the claim step is the prelude's take(), which also applies a raw key's own TTL). An entry
 -- without a record is a plain one-shot due at its score (an auxiliary one is dropped).
 -- ARGV[3] limit, ARGV[4] lease_ms
--- Returns {now_ms, notes, member, CLAIMED fields..., member, ...}; notes: pairs of
+-- Returns {now_ms, notes, then per claim: member, the full-row mark, CLAIMED fields... or, for a plain
+-- one-shot, member, an empty mark, due}; notes: pairs of
 -- member and NOTE (a raw reminder withdrawn).
 local now, lease = now_ms(), tonumber(ARGV[4])
 local notes = {}

@@ -8,7 +8,8 @@
 -- claimed; with '0' it is noted lost.
 -- ARGV[3] lease_ms, ARGV[4] fire unseen raw keys '1'/'0', ARGV[5] payload_max_bytes,
 -- ARGV[6] dead-letter stream maxlen, ARGV[7..] members
--- Returns {now_ms, notes, member, CLAIMED fields..., member, ...}; notes: pairs of member and
+-- Returns {now_ms, notes, then per claim: member, the full-row mark, CLAIMED fields... or, for a plain
+-- one-shot, member, an empty mark, due}; notes: pairs of member and
 -- NOTE (withdrawn, alive, oversized, proven, lost).
 local now, lease, max_bytes, maxlen = now_ms(), tonumber(ARGV[3]), tonumber(ARGV[5]), ARGV[6]
 local notes = {}

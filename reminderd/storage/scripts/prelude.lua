@@ -273,6 +273,12 @@ local function take(m, f, now, lease, out, notes)
   redis.call('ZADD', DUE, now + lease, m)
   if f.plain then redis.call('HSET', record_key(m), F.due, due, F.occurrence, occ) end
   out[#out + 1] = m
+  if f.plain then  -- a plain row: its due time alone (records.parse_claims knows the rest)
+    out[#out + 1] = PLAIN_ROW
+    out[#out + 1] = due
+    return
+  end
+  out[#out + 1] = FULL_ROW
   for i = 1, #CLAIMED do out[#out + 1] = f[i] or '' end
 end
 
