@@ -115,7 +115,8 @@ Verdict = Skip | Defer | Complete | Retry | Dead
 
 def prepare(claim: Claim, settings: Settings) -> Prepared | Dead:
     """The occurrence of ``claim``, or a dead letter for a key no rule owns or a payload that is not JSON."""
-    parsed = parse_key(claim.key, settings.prefixes)
+    key = claim.key
+    parsed = parse_key(key, settings.prefixes)
     if isinstance(parsed, Rejection):
         return Dead("no_rule", parsed.reason)
     try:
@@ -123,7 +124,7 @@ def prepare(claim: Claim, settings: Settings) -> Prepared | Dead:
     except ValueError as exc:
         return Dead("poison_payload", f"payload is not valid JSON: {exc}", rule=parsed.rule)
     occ = Occurrence(
-        key=claim.key,
+        key=key,
         rule=parsed.rule,
         user_id=parsed.user_id,
         type=parsed.type,
