@@ -80,21 +80,15 @@ async def test_off_sends_no_wait(r: aioredis.Redis) -> None:
     assert await wait_calls(r) == before
 
 
-async def test_short_replies_are_counted(r: aioredis.Redis) -> None:
-    """With no replica every claim and finish still applies, and each WAIT counts as short."""
-    durability = Durability(1, 5)
-    before = await wait_calls(r)
-    await claim_and_finish(Store(r, NAMES, durability), "send_message-1-a")
-    assert await wait_calls(r) - before == 3  # claim_due, mark_done, finish
-    assert durability.short == 3
-
-
 async def test_a_flushed_script_cache_is_reloaded(r: aioredis.Redis) -> None:
-    """A server without the scripts (restarted, promoted) gets them loaded and the call retried."""
-    store = Store(r, NAMES, Durability(1, 5))
-    await claim_and_finish(store, "send_message-1-a")
+    """A server without the scripts (restarted, promoted) gets them loaded, its replicas counted,
+    and the call retried (here without WAIT: the server has no replica)."""
+    await claim_and_finish(Store(r, NAMES), "send_message-1-a")
     await r.script_flush()
-    await claim_and_finish(store, "send_message-1-b")
+    before, durability = await wait_calls(r), Durability(1, 5)
+    await claim_and_finish(Store(r, NAMES, durability), "send_message-1-b")
+    assert await wait_calls(r) - before == 1  # the failed first attempt's
+    assert durability.connected == 0
 
 
 def test_the_warning_is_rate_limited() -> None:
@@ -130,3 +124,15 @@ async def test_sentinel_replica_acknowledges(sentinel_topology: SentinelTopology
         assert durability.short == 0
     finally:
         await client.aclose()
+
+
+async def test_no_replica_connected_stops_the_blocking(r: aioredis.Redis) -> None:
+    """With no replica connected, after one short reply the scripts run without WAIT (still counted)."""
+    durability = Durability(1, 200)
+    store = Store(r, NAMES, durability)
+    before = await wait_calls(r)
+    await claim_and_finish(store, "send_message-1-a")
+    await claim_and_finish(store, "send_message-1-b")
+    assert await wait_calls(r) - before == 1  # the first claim's; ROLE then found no replica
+    assert durability.connected == 0
+    assert durability.short == 6

@@ -9,6 +9,12 @@ call and ``WAIT``), so the reply comes once N replicas hold the write, or the ti
 connection's writes, not the script's: hence the pipeline. A reply with fewer replicas is
 counted (``reminderd_replication_short_total``) and logged, at most once per interval; the
 write stands either way (``WAIT`` makes nothing synchronous, it only narrows the window).
+
+A short reply also asks ``ROLE`` (at most once per ``RECHECK_S``) how many replicas are
+connected. Fewer than asked (after a failover the promoted replica often has none): every
+``WAIT`` would block for its whole timeout and acknowledge nothing, so until a recheck finds
+enough replicas the scripts run without ``WAIT``, each write counted short. A replica that is
+connected but lags is still waited for.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoPermissionError, NoScriptError
 
 from reminderd.config.model import RedisSettings
 
 log = structlog.get_logger("reminderd.storage.durability")
 WARN_EVERY_S = 60.0
+RECHECK_S = 1.0  # how often, while replies are short, ROLE is asked how many replicas are connected
 
 
 @dataclass(slots=True)
@@ -37,8 +44,10 @@ class Durability:
     timeout_ms: int
     short: int = 0  # replies that came with fewer replicas than asked (the metric reads it)
     warn_every_s: float = WARN_EVERY_S
+    connected: int | None = None  # replicas connected at the last ROLE (None: not asked yet)
     _warned_at_s: float | None = field(default=None, repr=False)
     _unwarned: int = field(default=0, repr=False)
+    _checked_at_s: float = field(default=float("-inf"), repr=False)
 
     @classmethod
     def of(cls, settings: RedisSettings) -> Durability | None:
@@ -52,22 +61,66 @@ class Durability:
     ) -> Any:
         """The script's reply, once ``WAIT`` after it on the same connection answered.
 
-        The pipeline calls the script by SHA without redis-py's ``SCRIPT EXISTS`` before
-        each pipeline: on ``NOSCRIPT`` (a restarted or promoted server) it loads and retries.
+        With too few replicas connected (see the module) the script runs alone. ``NOSCRIPT``
+        (the pipeline calls by SHA) means a restarted or promoted server: load the script,
+        count its replicas, and try again.
         """
-        for _ in range(2):
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                pipe.wait(self.replicas, self.timeout_ms)
-                reply, acked = await pipe.execute(raise_on_error=False)
-            if not isinstance(reply, NoScriptError):
-                break
-            await redis.script_load(script.script)
+        now_s = time.monotonic()
+        if self._too_few() and self._recheck_due(now_s):
+            await self._count_connected(redis, now_s)
+        reply = await self._pipelined(redis, script, keys, args, now_s)
+        if not isinstance(reply, NoScriptError):
+            return reply
+        await redis.script_load(script.script)
+        await self._count_connected(redis, now_s)
+        reply = await self._pipelined(redis, script, keys, args, now_s)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _pipelined(
+        self,
+        redis: aioredis.Redis,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[str | int],
+        now_s: float,
+    ) -> Any:
+        """The script then WAIT on one connection (the script alone with too few replicas);
+        the script's reply, or its ``NoScriptError``."""
+        if self._too_few():
+            reply = await script(keys=keys, args=args)
+            self.acknowledged(0, now_s)
+            return reply
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self.replicas, self.timeout_ms)
+            reply, acked = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, NoScriptError):
+            return reply
         for result in (reply, acked):
             if isinstance(result, Exception):
                 raise result
-        self.acknowledged(int(acked))
+        self.acknowledged(int(acked), now_s)
+        if int(acked) < self.replicas and self._recheck_due(now_s):
+            await self._count_connected(redis, now_s)
         return reply
+
+    def _too_few(self) -> bool:
+        return self.connected is not None and self.connected < self.replicas
+
+    def _recheck_due(self, now_s: float) -> bool:
+        return now_s - self._checked_at_s >= RECHECK_S
+
+    async def _count_connected(self, redis: aioredis.Redis, now_s: float) -> None:
+        """Ask ``ROLE`` how many replicas are connected (an ACL without ROLE: assume enough)."""
+        self._checked_at_s = now_s
+        try:
+            role: Any = await redis.role()
+        except NoPermissionError:
+            self.connected = None
+            return
+        self.connected = len(role[2]) if role and str(role[0]) == "master" else 0
 
     def acknowledged(self, replicas: int, now_s: float | None = None) -> None:
         """Count a ``WAIT`` reply; a short one is logged at most once per ``warn_every_s``."""
@@ -82,6 +135,7 @@ class Durability:
             "redis.replication_short",
             wanted=self.replicas,
             acknowledged=replicas,
+            connected=self.connected,
             timeout_ms=self.timeout_ms,
             writes=self._unwarned,
             note="a failover now may lose these claims or finishes (a repeated send)",
