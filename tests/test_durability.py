@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from reminderd.config import load_config_text
 from reminderd.core.schedules import Once
+from reminderd.daemon.startup import open_store
 from reminderd.errors import ConfigError
 from reminderd.storage.connection import make_client
 from reminderd.storage.durability import Durability
@@ -136,3 +137,32 @@ async def test_no_replica_connected_stops_the_blocking(r: aioredis.Redis) -> Non
     assert await wait_calls(r) - before == 1  # the first claim's; ROLE then found no replica
     assert durability.connected == 0
     assert durability.short == 6
+
+
+async def test_a_replica_back_brings_wait_back(sentinel_topology: SentinelTopology) -> None:
+    """After ROLE found too few replicas, the next recheck that finds one sends WAIT again."""
+    settings = load_config_text(
+        f"redis: {{url: '{sentinel_topology.url()}', wait_replicas: 1, wait_timeout: 2s}}"
+    )
+    client = make_client(settings.redis, settings.redis.url)
+    try:
+        await client.flushdb()
+        durability = Durability(1, 2000, connected=0)  # as after a failover to a lone primary
+        before = await wait_calls(client)
+        await claim_and_finish(Store(client, NAMES, durability), "send_message-1-a")
+        assert durability.connected == 1
+        assert await wait_calls(client) - before == 3
+        assert durability.short == 0
+    finally:
+        await client.aclose()
+
+
+async def test_the_daemon_store_counts_short_replies(r: aioredis.Redis) -> None:
+    """The daemon's store carries the durability and serves its metric; with 0, neither."""
+    on, off = (load_config_text(f"redis: {{wait_replicas: {n}}}").redis for n in (1, 0))
+    metrics = Metrics()
+    assert open_store(off, r, NAMES, metrics).durability is None
+    assert sample(metrics, "reminderd_replication_short_total") is None
+    store = open_store(on, r, NAMES, metrics)
+    assert store.durability is not None
+    assert sample(metrics, "reminderd_replication_short_total") == 0.0
