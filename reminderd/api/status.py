@@ -15,12 +15,14 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from reminderd.api.timefmt import format_instant, format_relative, format_span, format_when
+from reminderd.api.topology import topology_of, topology_rows
 from reminderd.config.model import Settings
 from reminderd.core.durations import format_ms
 from reminderd.storage import epoch
 from reminderd.storage.names import Names
 from reminderd.storage.server import config_value, doctor, merge_flags, required_flags
 from reminderd.storage.store import key_of
+from reminderd.storage.topology import Topology
 
 __all__ = ["collect", "format_instant", "format_relative", "format_span", "format_when", "render", "to_json"]
 
@@ -71,6 +73,7 @@ class StatusReport:
     daemons: list[DaemonInfo] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     data_lost_ms: int | None = None  # when a daemon last found this Redis's data set wiped
+    topology: Topology | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -126,7 +129,8 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
     report.daemons = await _daemons(client, names, now_ms, settings.daemon.heartbeat_interval_ms)
     loss = await epoch.last_loss(client, names)
     report.data_lost_ms = int(loss["at_ms"]) if loss and isinstance(loss.get("at_ms"), int) else None
-    report.warnings = _warnings(report) + await doctor(client)
+    report.topology, extra = await topology_of(client, settings.redis, target)
+    report.warnings = _warnings(report) + extra + await doctor(client)
     return report
 
 
@@ -229,6 +233,7 @@ def render(report: StatusReport) -> list[str]:
         ("daemons", f"{len(report.daemons)} alive"),
     ]
     rows += [(f"  {d.instance}", _daemon_text(d, now)) for d in report.daemons]
+    rows += topology_rows(report.topology) if report.topology else []
     lines = align(rows)
     return lines + [f"warning: {w}" for w in report.warnings]
 

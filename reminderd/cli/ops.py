@@ -46,6 +46,8 @@ async def cmd_status(ctx: Ctx) -> int:
 
 def _target(ctx: Ctx) -> str:
     """The Redis the command talks to, as a URL fit to print (password masked)."""
+    if ctx.settings.redis.sentinel is not None:
+        return ctx.settings.redis.url  # the canonical sentinel URL: no credentials
     kwargs = ctx.client.connection_pool.connection_kwargs
     return mask_url(
         f"unix://{kwargs['path']}"

@@ -41,6 +41,10 @@ def _positive(value: int) -> int:
 PositiveMs = Annotated[int, BeforeValidator(parse_duration_ms), AfterValidator(_positive)]
 
 
+MAX_WAIT_REPLICAS = 16  # more replicas than any Sentinel deployment runs: a typo
+MAX_WAIT_TIMEOUT_MS = 10_000  # each claim and finish may wait this long: past it the pipeline stalls
+
+
 class RedisSettings(Strict):
     """How to reach Redis. ``url: embedded`` (the default) starts a private server."""
 
@@ -54,6 +58,9 @@ class RedisSettings(Strict):
     tls: TlsSettings = TlsSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     sentinel: SentinelSettings | None = None
+    # WAIT after each claim and finish: 0 (off), or the replicas that must acknowledge them
+    wait_replicas: Int = Field(0, ge=0, le=MAX_WAIT_REPLICAS)
+    wait_timeout_ms: PositiveMs = Field(100, alias="wait_timeout", le=MAX_WAIT_TIMEOUT_MS)
 
     @model_validator(mode="before")
     @classmethod

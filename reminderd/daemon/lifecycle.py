@@ -33,7 +33,7 @@ from reminderd.daemon.failover import Failover
 from reminderd.daemon.housekeeping import Heartbeat, notify_wanted, reapply_notifications, renewal, watchdog
 from reminderd.daemon.periodic import PeriodicLoop
 from reminderd.daemon.reload import build_runtime, close_later, close_processors, reload_runtime
-from reminderd.daemon.startup import canary_key, check_notifications, wait_for_redis
+from reminderd.daemon.startup import canary_key, check_notifications, open_store, wait_for_redis
 from reminderd.errors import ConfigError, ReminderdError
 from reminderd.pipeline.finish import Finisher
 from reminderd.pipeline.hints import Hints
@@ -47,7 +47,6 @@ from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
 from reminderd.storage.sentinel import PrimaryWatch
 from reminderd.storage.server import NotifyState
-from reminderd.storage.store import Store
 from reminderd.telemetry.endpoint import MetricsServer
 from reminderd.telemetry.health import Health
 from reminderd.telemetry.logs import configure_logging
@@ -109,7 +108,8 @@ class Daemon:
             processor_log = structlog.get_logger("reminderd.processor")
             self._processor_ctx = ProcessorContext(storage, http, self.names, processor_log)
             runtime = build_runtime(self.settings, self._processor_ctx)
-            self.ctx = Context(Store(storage, self.names), runtime, self.metrics, self.me.instance, http)
+            store = open_store(self.settings.redis, storage, self.names, self.metrics)
+            self.ctx = Context(store, runtime, self.metrics, self.me.instance, http)
             stack.push_async_callback(self._close_runtime)  # the one in force at exit
             if self.settings.metrics.enabled:
                 server = MetricsServer(

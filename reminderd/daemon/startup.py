@@ -14,11 +14,15 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from reminderd.config.model import RedisSettings
 from reminderd.pipeline.subscriber import Subscriber
 from reminderd.storage.connection import UnreachableNotice
+from reminderd.storage.durability import Durability
 from reminderd.storage.names import Names
 from reminderd.storage.server import NotifyState, doctor, ensure_notifications, prove_events
+from reminderd.storage.store import Store
 from reminderd.telemetry.health import Health
+from reminderd.telemetry.metrics import Metrics
 from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.startup")
@@ -83,3 +87,11 @@ async def _canary(storage: aioredis.Redis, listener: Subscriber, key: str) -> st
         "redis.canary", result="failed", effect="expired events do not arrive; delivery relies on the sweep"
     )
     return "failed"
+
+
+def open_store(settings: RedisSettings, storage: aioredis.Redis, names: Names, metrics: Metrics) -> Store:
+    """The daemon's store, with ``redis.wait_replicas`` in force and its short replies counted."""
+    durability = Durability.of(settings)
+    if durability is not None:
+        metrics.count_replication_short(lambda: durability.short)
+    return Store(storage, names, durability)

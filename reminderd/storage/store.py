@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from reminderd.core.schedules import Once, Schedule, schedule_to_json
 from reminderd.models import Misfire
+from reminderd.storage.durability import Durability
 from reminderd.storage.names import Names
 from reminderd.storage.raw import RawKeys
 from reminderd.storage.reads import Reads
@@ -84,10 +85,11 @@ def _misfire(misfire: Misfire | None) -> str:
 class Store(Reads):
     """Reminder state in Redis. Construct cheaply; scripts load lazily by SHA (reading: ``Reads``)."""
 
-    def __init__(self, redis: aioredis.Redis, names: Names) -> None:
+    def __init__(self, redis: aioredis.Redis, names: Names, durability: Durability | None = None) -> None:
         self.redis = redis
         self.names = names
-        self._run = Scripts(redis, names)
+        self.durability = durability  # redis.wait_replicas: claims and finishes WAIT for replicas
+        self._run = Scripts(redis, names, durability)
         self.raw = RawKeys(redis, self._run, DEAD_MAXLEN)
 
     # -- scheduling -----------------------------------------------------------------
@@ -138,7 +140,9 @@ class Store(Reads):
 
     async def claim_due(self, instance: str, *, limit: int, lease_ms: int) -> Claimed:
         """Claim up to ``limit`` due occurrences from the index (raw ones only once their key is gone)."""
-        return parse_claims(await self._run("claim_due", instance=instance, args=[limit, lease_ms]))
+        return parse_claims(
+            await self._run("claim_due", instance=instance, args=[limit, lease_ms], durable=True)
+        )
 
     async def claim_keys(
         self,
@@ -156,7 +160,7 @@ class Store(Reads):
         """
         flag = "1" if fire_unseen else "0"
         args: list[str | int] = [lease_ms, flag, payload_max_bytes, DEAD_MAXLEN, *members]
-        return parse_claims(await self._run("claim_keys", instance=instance, args=args))
+        return parse_claims(await self._run("claim_keys", instance=instance, args=args, durable=True))
 
     async def finish_many(
         self, instance: str, items: Sequence[FinishItem], *, fired_window_ms: int
@@ -173,7 +177,7 @@ class Store(Reads):
         if not items:
             return []
         args = ["" if window_ms is None else window_ms, DEAD_MAXLEN, *finish_args(items)]
-        return [int(x) for x in await self._run("finish", instance=instance, args=args)]
+        return [int(x) for x in await self._run("finish", instance=instance, args=args, durable=True)]
 
     async def complete_many(
         self, instance: str, items: Sequence[Completion], *, stat: str | None = None, fired_window_ms: int
@@ -200,7 +204,7 @@ class Store(Reads):
         """Record one processor as finished for the claimed occurrence."""
         keys = self._run.reminder_keys(claim.member)
         args: list[str | int] = [claim.occurrence, processor]
-        return bool(await self._run("mark_done", instance=instance, keys=keys, args=args))
+        return bool(await self._run("mark_done", instance=instance, keys=keys, args=args, durable=True))
 
     async def renew(self, instance: str, claims: Sequence[tuple[str, int]], lease_ms: int) -> int:
         """Extend the leases of (member, occurrence) pairs still being processed."""

@@ -10,7 +10,7 @@ health probes, by ``reminderd.telemetry.endpoint``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -194,9 +194,24 @@ class Metrics:
         """Occurrences being processed now."""
         self._in_flight.set(count)
 
+    def count_replication_short(self, read: Callable[[], int]) -> None:
+        """Serve ``reminderd_replication_short_total``, read at each scrape (``redis.wait_replicas``)."""
+        help_text = "Claims and finishes that fewer replicas acknowledged than redis.wait_replicas asks."
+        self.registry.register(_ReadCounter("reminderd_replication_short", help_text, read))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _ReadCounter(Collector):
+    """A counter kept elsewhere (a plain int on the hot path), read at each scrape."""
+
+    def __init__(self, name: str, help_text: str, read: Callable[[], int]) -> None:
+        self._name, self._help, self._read = name, help_text, read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._help, self._read())
 
 
 class _LogDropped(Collector):

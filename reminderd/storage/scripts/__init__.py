@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from reminderd.storage.durability import Durability
 from reminderd.storage.names import Names
 from reminderd.storage.records import (
     AUX_SEP,
@@ -91,8 +92,9 @@ def source(name: str) -> str:
 class Scripts:
     """The scripts of one namespace on one client, registered by SHA on first use (no I/O)."""
 
-    def __init__(self, redis: aioredis.Redis, names: Names) -> None:
+    def __init__(self, redis: aioredis.Redis, names: Names, durability: Durability | None = None) -> None:
         self._redis = redis
+        self._durability = durability
         self._names = names
         self._shared = (names.due, names.stats, names.dead)
         self._loaded: dict[str, AsyncScript] = {}
@@ -103,10 +105,20 @@ class Scripts:
         return [key, names.record(member), names.lock(member), names.fired(key), names.aux(key)]
 
     async def __call__(
-        self, name: str, *, instance: str = "", keys: Sequence[str] = (), args: Sequence[str | int] = ()
+        self,
+        name: str,
+        *,
+        instance: str = "",
+        keys: Sequence[str] = (),
+        args: Sequence[str | int] = (),
+        durable: bool = False,
     ) -> Any:
-        """Run script ``name`` under the calling convention; its reply."""
+        """Run script ``name`` under the calling convention; its reply. ``durable``: a claim or
+        a finish, followed by ``WAIT`` when ``redis.wait_replicas`` asks for it."""
         script = self._loaded.get(name)
         if script is None:
             script = self._loaded[name] = self._redis.register_script(source(name))
-        return await script(keys=[*self._shared, *keys], args=[self._names.namespace, instance, *args])
+        keys, args = [*self._shared, *keys], [self._names.namespace, instance, *args]
+        if durable and self._durability is not None:
+            return await self._durability.run(self._redis, script, keys, args)
+        return await script(keys=keys, args=args)
