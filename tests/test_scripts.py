@@ -375,3 +375,30 @@ async def test_indexed_trigger_keys_are_written_without_an_expire_event(
         assert await r.get(KEY) == "1"
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_trigger_keys_are_written_where_an_acl_refuses_restore(
+    store: Store, r: aioredis.Redis, redis_url: str
+) -> None:
+    """Under a user without @dangerous (RESTORE refused) the trigger key is written by SET ... PXAT."""
+    await r.acl_setuser(
+        "nodanger",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-@dangerous"],
+    )
+    limited = aioredis.Redis.from_url(redis_url, username="nodanger", password="pw", decode_responses=True)
+    try:
+        assert await r.acl_dryrun("nodanger", "RESTORE", "k", "0", "x") != "OK"  # refused to this user
+        mine = Store(limited, NAMES)
+        now = await redis_now(r)
+        await mine.schedule(req(KEY, now + 60_000))
+        await mine.schedule_many([req(f"send_message-{n}-bulk", now + 60_000) for n in range(3)])
+        for key in (KEY, "send_message-0-bulk", "send_message-2-bulk"):
+            assert await r.pexpiretime(key) == now + 60_000  # type: ignore[arg-type]
+            assert await r.get(key) == "1"
+    finally:
+        await limited.aclose()
+        await r.acl_deluser("nodanger")

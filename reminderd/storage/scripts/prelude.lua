@@ -84,19 +84,23 @@ end
 -- `expire`: the daemons' subscribers adopt the keys of `expire` events (a raw key written
 -- with a TTL), and this key is indexed already, so the event would cost every daemon a read
 -- and Redis an adoption call per reminder for nothing. The serialized value of '1' is taken
--- from the key itself, once per script call (it depends on the server's version).
-local one_dumped
+-- from the key itself, once per script call (it depends on the server's version). Where
+-- RESTORE is refused (an ACL without @dangerous), the key is written by SET ... PXAT.
+local one_dumped  -- nil: not tried in this call; false: refused here
 local function arm(m, due, now)
   if is_aux(m) then return end
-  if tonumber(due) > now then
-    if not one_dumped then
-      redis.call('SET', m, '1')
-      one_dumped = redis.call('DUMP', m)
-    end
-    redis.call('RESTORE', m, due, one_dumped, 'ABSTTL', 'REPLACE')
-  else
+  if tonumber(due) <= now then
     redis.call('DEL', m)
+    return
   end
+  if one_dumped == nil then
+    redis.call('SET', m, '1')
+    local dumped = redis.pcall('DUMP', m)
+    one_dumped = type(dumped) == 'string' and dumped or false
+  end
+  if one_dumped and not redis.pcall('RESTORE', m, due, one_dumped, 'ABSTTL', 'REPLACE').err then return end
+  one_dumped = false
+  redis.call('SET', m, '1', 'PXAT', due)
 end
 
 -- The one writer of the done list: adds the DONE_SEP-separated `names`, each name once.
