@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -73,27 +73,33 @@ class Dispatcher:
     def submit(self, claims: list[Claim], source: str) -> int:
         """Start processing claimed occurrences (never blocks); how many were new.
 
-        Each claim is read here and sent its way: with the batch's own run, or as a task of
-        its own. A reload mid-way does not change what a started claim runs with.
+        A reload mid-way does not change what a started claim runs with.
         """
         runtime = self.ctx.runtime
+        fresh = [claim for claim in claims if self.capacity.add(claim)]  # else: ours, already running
+        together, alone = self._route(runtime, fresh)
+        for claim, prepared in alone:
+            self._start(self._guarded(runtime, claim, source, prepared))
+        if together:
+            self._start(self._guarded_batch(runtime, together, source))
+        self.ctx.metrics.set_in_flight(len(self.capacity))
+        return len(fresh)
+
+    def _route(
+        self, runtime: Runtime, claims: list[Claim]
+    ) -> tuple[list[Together], list[tuple[Claim, Prepared | Dead]]]:
+        """Each claim read and sent its way: with the batch (its rule is batchable) or alone."""
         if self._batchable.runtime is not runtime:
             self._batchable = Batchable.of(runtime)
         together: list[Together] = []
-        new = 0
+        alone: list[tuple[Claim, Prepared | Dead]] = []
         for claim in claims:
-            if not self.capacity.add(claim):
-                continue  # our own lease lapsed and we re-claimed it: already running
-            new += 1
             prepared = prepare(claim, runtime.settings)
             if isinstance(prepared, Prepared) and prepared.occ.rule in self._batchable.rules:
                 together.append((claim, prepared))
             else:
-                self._start(self._guarded(runtime, claim, source, prepared))
-        if together:
-            self._start(self._guarded_batch(runtime, together, source))
-        self.ctx.metrics.set_in_flight(len(self.capacity))
-        return new
+                alone.append((claim, prepared))
+        return together, alone
 
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
         task = self._group.create_task(work)
@@ -142,29 +148,14 @@ class Dispatcher:
         The entry point for stepping the pipeline in process; the verdicts are in claim order.
         """
         runtime = self.ctx.runtime
-        batchable = Batchable.of(runtime).rules
-        verdicts: dict[int, Verdict] = {}
-        indexes: list[int] = []
-        items: list[Together] = []
-        alone: list[Awaitable[None]] = []
-
-        async def single(i: int, work: Awaitable[Verdict]) -> None:
-            verdicts[i] = await work
-
-        async def batch() -> None:
-            verdicts.update(zip(indexes, await self.together(runtime, items, source), strict=True))
-
-        for i, claim in enumerate(claims):
-            prepared = prepare(claim, runtime.settings)
-            if isinstance(prepared, Prepared) and prepared.occ.rule in batchable:
-                indexes.append(i)
-                items.append((claim, prepared))
-            else:
-                alone.append(single(i, self._occurrence(runtime, claim, source, prepared)))
-        if items:
-            alone.append(batch())
-        await asyncio.gather(*alone)
-        return [verdicts[i] for i in range(len(claims))]
+        together, alone = self._route(runtime, claims)
+        singles = (self._occurrence(runtime, claim, source, prepared) for claim, prepared in alone)
+        batch, single = await asyncio.gather(
+            self.together(runtime, together, source), asyncio.gather(*singles)
+        )
+        verdicts = {id(c): v for (c, _), v in zip(together, batch, strict=True)}
+        verdicts.update({id(c): v for (c, _), v in zip(alone, single, strict=True)})
+        return [verdicts[id(claim)] for claim in claims]
 
     async def _guarded(self, runtime: Runtime, claim: Claim, source: str, prepared: Prepared | Dead) -> None:
         try:
