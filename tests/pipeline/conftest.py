@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
+from reminderd.config.model import RedisSettings
+from reminderd.storage.connection import make_client
 from tests.pipeline import harness
 
 
@@ -17,3 +20,11 @@ def both_paths(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
     finally:
         harness.TOGETHER = False
+
+
+@pytest.fixture
+async def pubsub_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A second connection for the subscriber, configured as the daemon's (it re-subscribes itself)."""
+    client = make_client(RedisSettings(), redis_url, subscriber=True)
+    yield client
+    await client.aclose()

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
-import pytest
 import redis.asyncio as aioredis
 
-from reminderd.config.model import RedisSettings
 from reminderd.models import Occurrence
 from reminderd.pipeline.subscriber import Subscriber
-from reminderd.storage.connection import make_client
 from tests.pipeline.harness import KEY, Pipeline, Recorder, key_events, running, wait_for
 from tests.pipeline.test_verdicts import config
 
@@ -28,14 +25,6 @@ class Gate(Recorder):
         self.seen.append(occ)
         await self.opened.wait()
         return None
-
-
-@pytest.fixture
-async def pubsub_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A second connection for the subscriber, configured as the daemon's (it re-subscribes itself)."""
-    client = make_client(RedisSettings(), redis_url, subscriber=True)
-    yield client
-    await client.aclose()
 
 
 async def test_sweep_claims_no_more_than_the_free_capacity(redis_url: str) -> None:

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reminderd.config.model import RedisSettings
 from reminderd.core.trigger_keys import TriggerKey, parse_key
 from reminderd.models import Occurrence
 from reminderd.pipeline.events import trigger_rule
 from reminderd.pipeline.subscriber import Subscriber
-from reminderd.storage.connection import make_client
 from reminderd.storage.records import RecordField
 from tests.pipeline.harness import KEY, Pipeline, Recorder, key_events, running, wait_for
 from tests.pipeline.test_intake import Gate
 from tests.pipeline.test_verdicts import config
 
 pytestmark = pytest.mark.usefixtures("both_paths")
-
-
-@pytest.fixture
-async def pubsub_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A second connection for the subscriber, configured as the daemon's."""
-    client = make_client(RedisSettings(), redis_url, subscriber=True)
-    yield client
-    await client.aclose()
 
 
 async def test_a_claim_follows_a_raw_key_whose_ttl_was_moved(redis_url: str) -> None:
