@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +95,46 @@ async def test_a_cancelled_waiter_leaves_no_slot_behind() -> None:
             assert (await http.request("GET", receiver.url("/"), where="t")).status == 200
             assert http.queued == 0
         assert len(receiver.requests) == 2
+
+
+def test_a_daemon_whose_processors_send_no_http_never_loads_aiohttp(tmp_path: Path) -> None:
+    """The CLI, the daemon and its log and stream processors start without importing aiohttp."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "processors:\n  l: {type: log}\n  s: {type: stream, stream: out}\n"
+        "rules:\n  send_message: {processors: [l, s]}\n"
+    )
+    probe = (
+        "import sys, asyncio\n"
+        "import reminderd.cli, reminderd.daemon.lifecycle\n"
+        "from reminderd.config import load_config\n"
+        "from reminderd.processors.base import HttpClient, ProcessorContext\n"
+        "from reminderd.processors.registry import build_processors\n"
+        "from reminderd.storage.names import Names\n"
+        "import structlog\n"
+        "async def main():\n"
+        "    async with HttpClient(4) as http:\n"
+        "        ctx = ProcessorContext(None, http, Names(), structlog.get_logger())\n"
+        f"        build_processors(load_config({str(config)!r}).processors, ctx)\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+async def test_the_session_opens_at_the_first_request_and_closes_with_the_client() -> None:
+    """Opened lazily inside ``async with``, gone after it; outside it the session is refused."""
+    client = HttpClient(2)
+    with pytest.raises(RuntimeError, match="not open"):
+        _ = client.session
+    with HttpReceiver(Reply(200)) as receiver:
+        async with client:
+            answer = await client.request("GET", receiver.url(), where="test")
+            assert answer.status == 200
+            session = client.session
+    assert session.closed
+    with pytest.raises(RuntimeError, match="not open"):
+        _ = client.session

@@ -17,19 +17,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
-from multidict import CIMultiDictProxy
-from yarl import URL
+
+if TYPE_CHECKING:  # aiohttp (and yarl) load with the first request: a daemon without HTTP processors
+    import aiohttp  # starts about 0.1 s sooner, which a recovery after downtime waits for
+    from multidict import CIMultiDictProxy
+    from yarl import URL
 
 from reminderd.errors import RetryableError
 from reminderd.processors.budget import left_s, not_counted
 
 DEFAULT_TIMEOUT_S = 10.0
 URL_CACHE_SIZE = 1024
-_NO_TIMEOUT = aiohttp.ClientTimeout()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,31 +66,40 @@ class HttpClient:
         self.connections_per_host = connections_per_host
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
+        self._open = False
         self._slots: dict[str, _Slots] = {}
         self._urls: dict[str, URL] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self.queued = 0  # requests waiting for a connection slot now
 
     async def __aenter__(self) -> HttpClient:
-        # The semaphores bound the connections per host, so the connector need not.
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        self._session = aiohttp.ClientSession(
-            connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar()
-        )
+        self._open = True
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._open = False
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The open session, for a plugin that needs aiohttp itself (its waits are its own)."""
-        if self._session is None:
+        """The open session, for a plugin that needs aiohttp itself (its waits are its own).
+
+        Created at its first use inside ``async with``, so a daemon whose processors send no
+        HTTP never imports aiohttp."""
+        if not self._open:
             raise RuntimeError("the HTTP client is not open (use it as `async with`)")
+        if self._session is None:
+            import aiohttp
+
+            # The semaphores bound the connections per host, so the connector need not.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
 
     def _slot(self, host: str) -> _Slots:
@@ -130,6 +140,8 @@ class HttpClient:
         if parsed is None:
             if len(self._urls) >= URL_CACHE_SIZE:
                 self._urls.clear()  # templated gateway URLs (one per recipient) must not pile up
+            from yarl import URL
+
             parsed = self._urls[url] = URL(url)
         return parsed
 
@@ -142,15 +154,19 @@ class HttpClient:
         """
         left = left_s()
         if left is not None and left <= total_s:
-            return _NO_TIMEOUT
+            total_s = 0.0  # the key of aiohttp's "no timeout"
         timeout = self._timeouts.get(total_s)
         if timeout is None:
-            timeout = self._timeouts[total_s] = aiohttp.ClientTimeout(total=total_s)
+            import aiohttp
+
+            timeout = self._timeouts[total_s] = aiohttp.ClientTimeout(total=total_s or None)
         return timeout
 
     async def _send(
         self, method: str, url: URL, where: str, quote: Callable[[str], str] | None, **options: Any
     ) -> HttpAnswer:
+        import aiohttp
+
         try:
             async with self.session.request(method, url, **options) as response:
                 body = await response.read()

@@ -21,7 +21,6 @@ from reminderd.processors.base import Processor, ProcessorContext
 from reminderd.processors.log import LogProcessor
 from reminderd.processors.plugins import load_plugin
 from reminderd.processors.stream import StreamProcessor
-from reminderd.processors.webhook import WebhookProcessor
 
 
 def build_processor(name: str, settings: ProcessorSettings, ctx: ProcessorContext) -> Processor:
@@ -30,11 +29,14 @@ def build_processor(name: str, settings: ProcessorSettings, ctx: ProcessorContex
         case LogSettings():
             return LogProcessor(name, settings, ctx)
         case WebhookSettings():
+            # Imported here, like SMS: aiohttp loads only when a processor sends HTTP.
+            from reminderd.processors.webhook import WebhookProcessor
+
             return WebhookProcessor(name, settings, ctx)
         case StreamSettings():
             return StreamProcessor(name, settings, ctx)
         case SmsSettings():
-            # Imported here so the SMS provider code loads only when a rule uses it.
+            # Imported here so the SMS provider code (and aiohttp) loads only when a rule uses it.
             from reminderd.processors.sms import SmsProcessor
 
             return SmsProcessor(name, settings, ctx)
