@@ -28,6 +28,7 @@ def _keys_in_every_range(parts: int = 32) -> list[str]:
 
 
 async def test_set_and_get_in_every_slot_range(cluster: ClusterTopology) -> None:
+    """The routing client from one seed writes and reads keys in every part of the slot range."""
     settings = _settings(cluster)
     assert settings.cluster is not None
     client = cluster_client(settings, settings.cluster)
@@ -46,6 +47,7 @@ async def test_set_and_get_in_every_slot_range(cluster: ClusterTopology) -> None
 
 
 async def test_a_node_client_talks_to_that_node_only(cluster: ClusterTopology) -> None:
+    """A node client reaches the one node it names."""
     settings = _settings(cluster)
     assert settings.cluster is not None
     primary = cluster.primaries()[1]

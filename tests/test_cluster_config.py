@@ -76,6 +76,7 @@ def test_bad_cluster_config_names_the_path(text: str, message: str) -> None:
 
 
 def test_too_many_seeds_are_refused() -> None:
+    """More than 64 seed nodes is a typo, not a cluster."""
     nodes = ", ".join(f"'h{i}:7000'" for i in range(65))
     with pytest.raises(ConfigError, match="at most 64 seed nodes"):
         load_config_text(f"redis: {{cluster: {{nodes: [{nodes}]}}}}")
@@ -90,6 +91,7 @@ def test_environment_url_replaces_the_cluster_section(monkeypatch: pytest.Monkey
 
 
 def test_split_cluster_node() -> None:
+    """host:port, IPv6 in brackets and DNS names split into a pair."""
     assert split_cluster_node("10.0.0.1:7000") == ("10.0.0.1", 7000)
     assert split_cluster_node("[fe80::1]:7000") == ("fe80::1", 7000)
     assert split_cluster_node("redis-0.redis.svc:6379") == ("redis-0.redis.svc", 6379)

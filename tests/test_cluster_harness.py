@@ -8,6 +8,7 @@ from tests.cluster_topology import SLOTS, ClusterTopology
 
 
 def test_every_slot_is_owned_once_and_every_primary_has_a_replica(cluster: ClusterTopology) -> None:
+    """Every slot has one owner, and every primary a replica whose link is up."""
     primaries = cluster.primaries()
     assert len(primaries) == 3
     views = {v.node_id: v for v in primaries[0].view()}
@@ -20,6 +21,7 @@ def test_every_slot_is_owned_once_and_every_primary_has_a_replica(cluster: Clust
 
 
 def test_node_for_key_names_the_owner(cluster: ClusterTopology) -> None:
+    """node_for_key and key_on name the primary that takes the key without MOVED."""
     for primary in cluster.primaries():
         key = cluster.key_on(primary, "harness-")
         assert cluster.node_for_key(key) is primary
@@ -30,5 +32,6 @@ def test_node_for_key_names_the_owner(cluster: ClusterTopology) -> None:
 
 
 def test_the_spare_is_outside_until_added(cluster: ClusterTopology) -> None:
+    """The spare runs but is no member until add_node."""
     assert cluster.spare.alive()
     assert cluster.spare.node_id not in {v.node_id for v in cluster.primaries()[0].view()}

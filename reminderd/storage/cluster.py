@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 
 from reminderd.config.cluster import ClusterSettings
 from reminderd.config.model import RedisSettings
@@ -75,7 +75,8 @@ def node_client(
 ) -> aioredis.Redis:
     """A plain client on the one node at ``address`` (no retries: the topology watcher decides)."""
     host, port = address
-    return aioredis.Redis(host=host, port=port, **node_kwargs(settings, spec, subscriber=subscriber))
+    kwargs = node_kwargs(settings, spec, subscriber=subscriber)
+    return aioredis.Redis(host=host, port=port, retry=Retry(NoBackoff(), 0), **kwargs)
 
 
 def refuse_cluster() -> ConfigError:

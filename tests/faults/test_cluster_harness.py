@@ -11,6 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_kill_primary_promotes_its_replica(fresh_cluster: ClusterTopology) -> None:
+    """kill -9 of a primary: its replica takes its slots and keeps its keys."""
     old = fresh_cluster.primaries()[0]
     key = fresh_cluster.key_on(old, "failover-")
     with old.client() as c:
@@ -26,6 +27,7 @@ def test_kill_primary_promotes_its_replica(fresh_cluster: ClusterTopology) -> No
 
 
 def test_migration_moves_keys_to_an_added_node(fresh_cluster: ClusterTopology) -> None:
+    """An added node given 2,000 slots holds their keys afterwards."""
     src = fresh_cluster.primaries()[0]
     keys = [fresh_cluster.key_on(src, f"move-{i}-") for i in range(20)]
     with src.client() as c:
