@@ -193,6 +193,13 @@ class TopologyWatcher:
             return False
         return True
 
+    def states(self) -> dict[str, str]:
+        """The subscriber state per primary (for the heartbeat and ``status``)."""
+        return {
+            a: "subscribed" if h.subscriber.subscribed.is_set() else "connecting"
+            for a, h in self.nodes.items()
+        }
+
     async def prove_events(self, base: str) -> dict[str, str]:
         """A canary per primary, named into a slot that node owns: ``ok`` or ``failed`` by address."""
         results = {}

@@ -9,12 +9,13 @@ reads the shards here and runs one subscriber and one adoption scan per primary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.crc import key_slot
+from redis.exceptions import RedisError
 
 SlotRange = tuple[int, int]
 
@@ -92,6 +93,22 @@ def parse_shards(reply: Sequence[Any]) -> list[Shard]:
 async def read_shards(client: aioredis.Redis) -> list[Shard]:
     """``CLUSTER SHARDS`` as ``client``'s node sees it (Redis 7.0+, Valkey 7.2+)."""
     return parse_shards(await client.execute_command("CLUSTER", "SHARDS"))  # type: ignore[no-untyped-call]
+
+
+async def shards_from(
+    connect: Callable[[tuple[str, int]], aioredis.Redis], addresses: Sequence[tuple[str, int]]
+) -> list[Shard]:
+    """``CLUSTER SHARDS`` from the first of ``addresses`` that answers (each asked once)."""
+    error: BaseException = RedisError("no cluster node configured")
+    for address in addresses:
+        client = connect(address)
+        try:
+            return await read_shards(client)
+        except (RedisError, OSError) as exc:
+            error = exc
+        finally:
+            await client.aclose()
+    raise error
 
 
 async def scan_node(client: aioredis.Redis, cursor: int, pattern: str, count: int) -> tuple[int, list[str]]:
