@@ -155,6 +155,9 @@ class ClusterTopology:
             with replica.client() as c:
                 c.execute_command("CLUSTER REPLICATE", primary.node_id)
         self.wait_ok()
+        pairs = {r.node_id: p.node_id for p, r in zip(self.initial, self.replicas, strict=True)}
+        for node in self.live():  # gossip: every node must know every replica's primary
+            until(lambda n=node: _knows(n, pairs), 20, f"{node.port} knowing every replica")
         return self
 
     def _meet(self, nodes: list[ClusterNode]) -> None:
@@ -291,3 +294,15 @@ def _settled(node: ClusterNode) -> bool:
     if replication.get("role") == "master":
         return True
     return replication.get("master_link_status") == "up"
+
+
+def _knows(node: ClusterNode, pairs: dict[str, str]) -> bool:
+    """``node``'s view lists each replica of ``pairs`` under its primary, neither failed."""
+    views = {v.node_id: v for v in node.view()}
+    return all(
+        r in views
+        and views[r].master_id == p
+        and "fail" not in views[r].flags
+        and "fail" not in views[p].flags
+        for r, p in pairs.items()
+    )
