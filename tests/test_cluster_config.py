@@ -3,9 +3,13 @@ of start-up until reminderd's keys are sharded."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
+from reminderd.api import Reminders
+from reminderd.cli import main
 from reminderd.config import describe, load_config_text
 from reminderd.config.cluster import split_cluster_node
 from reminderd.errors import ConfigError
@@ -104,3 +108,15 @@ def test_store_clients_refuse_a_cluster_until_it_is_sharded() -> None:
         make_client(settings.redis, settings.redis.url)
     assert str(caught.value) == NOT_COMPLETE
     assert "Redis Cluster support is not complete in this version" in NOT_COMPLETE
+
+
+def test_cli_and_api_refuse_a_cluster_config_with_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status (as every command) and Reminders.from_config stop with the one refusal, exit code 2."""
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text("redis: {cluster: {nodes: ['127.0.0.1:7000']}}\n")
+    assert main(["-c", str(cfg), "status"]) == 2
+    assert "Redis Cluster support is not complete in this version" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="not complete in this version"):
+        Reminders.from_config(cfg)

@@ -106,6 +106,12 @@ class TopologyWatcher:
                 self._add(shard, gap=not self._first)
         self._first = False
         self.ready.set()
+        # The unlabelled gauge is the whole: 1 while every primary's subscriber is subscribed.
+        self.ctx.metrics.set_subscriber_connected(bool(self.nodes) and all(self.states_ok()))
+
+    def states_ok(self) -> list[bool]:
+        """Whether each primary's subscriber is subscribed now."""
+        return [h.subscriber.subscribed.is_set() for h in self.nodes.values()]
 
     async def _read(self) -> list[Shard]:
         """The shards as the first node that answers sees them: known primaries, then the seeds."""

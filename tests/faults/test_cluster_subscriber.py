@@ -50,6 +50,13 @@ async def test_the_promoted_replica_gets_the_flags_and_its_events_arrive(
         print(f"events resumed {took_s:.1f}s after kill -9 of the primary")
         assert took_s < 20, f"events resumed {took_s:.1f}s after the kill"
         assert w.hints.wake.is_set()  # the gap asked for a sweep
+        old.start()  # back from the dead: it rejoins as a replica, and is not subscribed
+        await until(
+            lambda: old in [fresh_cluster.by_id(v.node_id) for v in new.view() if v.master_id], 20, "rejoin"
+        )
+        await w.watcher.refresh()
+        assert set(w.watcher.nodes) == {p.address for p in fresh_cluster.primaries()}
+        assert old.address not in w.watcher.nodes
 
 
 async def test_an_added_node_given_slots_is_subscribed(fresh_cluster: ClusterTopology) -> None:
