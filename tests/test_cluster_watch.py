@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from reminderd.daemon.cluster import check_cluster_notifications
 from reminderd.storage.nodes import key_in_slots
 from tests.cluster_topology import ClusterTopology
 from tests.cluster_watching import until, watching
@@ -77,3 +78,14 @@ async def test_each_node_scan_sees_that_nodes_keys_only(cluster: ClusterTopology
             for address, keys in written.items():
                 for key in keys:  # one slot each: a DEL of several would be cross-slot
                     await w.watcher.nodes[address].command.delete(key)
+
+
+async def test_the_startup_check_proves_every_primary(cluster: ClusterTopology) -> None:
+    """check_cluster_notifications: every subscriber up, flags ok, a canary per primary arrived."""
+    async with watching(cluster) as w:
+        state = await check_cluster_notifications(w.watcher, "reminderd:canary:test-1:ab12:")
+    assert state.ok
+    assert state.canary == "ok"
+    assert state.flags is not None
+    assert {"E", "x", "K", "g"} <= set(state.flags)
+    assert state.warnings == []
