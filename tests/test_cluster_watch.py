@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from reminderd.daemon.cluster import check_cluster_notifications
-from reminderd.storage.nodes import key_in_slots
+from reminderd.storage.nodes import key_in_slots, parse_shards
 from tests.cluster_topology import ClusterTopology
 from tests.cluster_watching import until, watching
 
@@ -89,3 +89,25 @@ async def test_the_startup_check_proves_every_primary(cluster: ClusterTopology) 
     assert state.flags is not None
     assert {"E", "x", "K", "g"} <= set(state.flags)
     assert state.warnings == []
+
+
+def test_parse_shards_keeps_online_primaries_with_slots() -> None:
+    """A failed primary's shard, a slotless node and IPv6 endpoints are read as they should be."""
+    node = {"id": "a", "port": 7000, "ip": "::1", "endpoint": "::1", "role": "master", "health": "online"}
+    replica = {**node, "id": "b", "port": 7003, "role": "replica", "replication-offset": 12}
+    failed = {**node, "id": "c", "port": 7001, "health": "failed"}
+    empty = {**node, "id": "d", "port": 7002}
+    flat = ["slots", [0, 99, 200, 299], "nodes", [[x for kv in node.items() for x in kv]]]
+    shards = parse_shards(
+        [
+            {"slots": [100, 199], "nodes": [failed]},
+            {"slots": [], "nodes": [empty]},
+            {"slots": [300, 16383], "nodes": [replica, {**node, "id": "e", "port": 7004}]},
+            flat,
+        ]
+    )
+    assert [s.primary.address for s in shards] == ["[::1]:7000", "[::1]:7004"]
+    assert shards[0].slots == ((0, 99), (200, 299))
+    assert shards[0].slot_text() == "0-99,200-299"
+    assert [r.address for r in shards[1].replicas] == ["[::1]:7003"]
+    assert shards[1].replicas[0].offset == 12

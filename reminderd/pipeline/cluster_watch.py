@@ -83,7 +83,7 @@ class TopologyWatcher:
             while True:
                 try:
                     await self.refresh()
-                except (RedisError, OSError) as exc:
+                except (RedisError, OSError, ValueError) as exc:  # ValueError: an address we cannot use
                     log.warning("cluster.topology_unreadable", error=str(exc) or type(exc).__name__)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._poke.wait(), INTERVAL_S)
@@ -198,6 +198,10 @@ class TopologyWatcher:
         except TimeoutError:
             return False
         return True
+
+    def poke(self) -> None:
+        """Read the topology now (the storage client met MOVED, ASK or a lost connection)."""
+        self._poke.set()
 
     def states(self) -> dict[str, str]:
         """The subscriber state per primary (for the heartbeat and ``status``)."""

@@ -63,7 +63,7 @@ def _member(raw: Sequence[Any] | dict[str, Any]) -> Member:
     port = fields.get("port") or fields.get("tls-port") or 0
     return Member(
         str(fields.get("id", "")),
-        f"{host}:{port}",
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         str(fields.get("role", "?")),
         str(fields.get("health", "?")),
         int(fields.get("replication-offset", 0) or 0),

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from tests.cluster_topology import ClusterTopology
 from tests.cluster_watching import until, watching
@@ -73,3 +74,27 @@ async def test_an_added_node_given_slots_is_subscribed(fresh_cluster: ClusterTop
         await _expire_soon(dst.port, key)
         await until(lambda: key in w.hints.expired, 10, "an expired event from the added node")
         assert w.node(dst.port).slots == fresh_cluster.slots_of(dst)
+
+
+async def test_raw_keys_in_migrated_slots_fire_from_their_new_owner(fresh_cluster: ClusterTopology) -> None:
+    """500 slots moved between primaries with raw keys in them: each key's expired event arrives."""
+    async with watching(fresh_cluster) as w:
+        src, dst = fresh_cluster.primaries()[:2]
+        moving = fresh_cluster.slots_of(src)[0][0]
+        keys = [fresh_cluster.key_on(src, f"send_message-{i}-moved") for i in range(200)]
+        keys = [k for k in keys if key_slot(k.encode()) < moving + 500][:10]
+        assert keys
+        client = aioredis.Redis(port=src.port, decode_responses=True)
+        try:
+            for key in keys:
+                await client.set(key, "1", px=6000)
+        finally:
+            await client.aclose()
+        moved = fresh_cluster.migrate_slots(src, dst, 500)
+        assert all(key_slot(k.encode()) in moved for k in keys)
+        assert all(fresh_cluster.node_for_key(k) is dst for k in keys)
+        with dst.client() as c:
+            assert all(c.pttl(k) > 0 for k in keys)  # moved alive: their events are the new owner's
+        await until(lambda: set(keys) <= set(w.hints.expired), 15, "expired events from the new owner")
+        assert set(w.watcher.nodes) == {p.address for p in fresh_cluster.primaries()}
+        assert w.gaps == []  # both nodes were subscribed throughout
