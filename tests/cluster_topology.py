@@ -22,16 +22,8 @@ from tests.redis_server import RedisServer, free_port
 
 SLOTS = 16384
 NODE_TIMEOUT_MS = 1500
-CLUSTER_ARGS = (
-    "--cluster-enabled",
-    "yes",
-    "--cluster-node-timeout",
-    str(NODE_TIMEOUT_MS),
-    "--repl-diskless-sync",
-    "yes",
-    "--repl-diskless-sync-delay",
-    "0",
-)
+CLUSTER_ARGS = ("--cluster-enabled", "yes", "--cluster-node-timeout", str(NODE_TIMEOUT_MS))
+CLUSTER_ARGS += ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
 
 
 def until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
