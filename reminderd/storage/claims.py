@@ -2,8 +2,10 @@
 
 One shard (the single layout): a claim is one script call, exactly as it always was. N
 shards: ``claim_due`` asks every shard for its share of the limit in one concurrent round
-(members spread over the shards by hash, so a burst does too; the share rotates so a limit
-below N reaches every shard in turn) and ``claim_keys`` asks each shard for its members.
+(members spread over the shards by hash, so a burst does too), then what is left of the
+limit from the shards that filled their share (and any not asked yet: a limit below N),
+until the limit is reached or no shard may hold more; ``claim_keys`` asks each shard for
+its members. Claims across shards are not ordered by due time: each shard's are.
 
 Not inline, a claim's scripts leave the trigger keys alone, and ``settle`` finishes the
 claim on the keys' own nodes: a claimed reminder's key is deleted only if its expiry is
@@ -51,8 +53,17 @@ async def claim_due(shards: Shards, instance: str, limit: int, lease_ms: int) ->
 
     if len(shards.scripts) == 1:
         return await one(shards.scripts[0], limit)
-    asks = [(run, n) for run, n in zip(shards.scripts, shares(limit, len(shards.scripts)), strict=True) if n]
-    return merge(list(await asyncio.gather(*(one(run, n) for run, n in asks))))
+    got: list[Claimed] = []
+    left, live = limit, list(range(len(shards.scripts)))  # the shards that may hold more
+    while left > 0 and live:
+        plan = list(zip(live, shares(left, len(live)), strict=True))
+        asked = [(i, n) for i, n in plan if n]
+        replies = await asyncio.gather(*(one(shards.scripts[i], n) for i, n in asked))
+        got += replies
+        left -= sum(len(r.claims) for r in replies)
+        full = {i for (i, n), r in zip(asked, replies, strict=True) if len(r.claims) >= n}
+        live = [i for i, n in plan if i in full or not n]  # full shares, and those not asked yet
+    return merge(got) if got else Claimed(0, [])
 
 
 async def claim_keys(shards: Shards, instance: str, members: Sequence[str], args: list[str | int]) -> Claimed:
