@@ -57,6 +57,15 @@ class LayoutNames:
         """The lock of ``member``."""
         return self.of(member).lock(member)
 
+    @property
+    def namespace(self) -> str:
+        """The namespace."""
+        return self.layout.namespace
+
+    def aux(self, key: str) -> str:
+        """The aux set of ``key``."""
+        return self.of(key).aux(key)
+
     def fired(self, key: str) -> str:
         """The fired marker of ``key``."""
         return self.of(key).fired(key)
