@@ -43,7 +43,7 @@ class Recovery:
         started = time.monotonic()
         adopted = repaired = recovered = 0
         try:
-            await epoch.mark(self.store.redis, self.store.names)  # a write: refused on a replica
+            await epoch.mark_shards(self.store.redis, self.store.layout)  # a write: refused on a replica
             adopted = await self.adopt_all()
             repaired = await self.repair_all()
             recovered = await self.intake.drain_backlog()
@@ -152,7 +152,7 @@ class Recovery:
             note="a restart or failover: re-applying notification flags and sweeping now",
         )
         # The epoch token, not an empty index: a producer's first write would hide the loss.
-        if not await epoch.mark(self.store.redis, self.store.names):
+        if not await epoch.mark_shards(self.store.redis, self.store.layout):
             now_ms = self.intake.clock.now_ms()
             await epoch.note_loss(self.store.redis, self.store.names, now_ms, current.run_id)
             log.error(
