@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 
 # One key: {expiry ms or -1 (none) or -2 (gone)} and, when ARGV[1] is '1' and it is a live
 # string, its value. PEXPIRETIME where Redis has it (7.0), else TIME + PTTL.
@@ -53,21 +52,21 @@ class TriggerKeys:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._peek: AsyncScript = redis.register_script(_PEEK)
-        self._delete_if: AsyncScript = redis.register_script(_DELETE_IF)
 
-    async def _each(self, script: AsyncScript, rows: Sequence[tuple[str, str | int]]) -> list[Any]:
+    async def _each(self, script: str, rows: Sequence[tuple[str, str | int]]) -> list[Any]:
+        """``script`` once per (key, argument), in one pipeline. EVAL, not EVALSHA: a cluster
+        pipeline does not load a script a node lacks, and Redis caches these few lines."""
         if not rows:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, arg in rows:
-                await script(keys=[key], args=[arg], client=pipe)
+                pipe.eval(script, 1, key, arg)
             return list(await pipe.execute())
 
     async def peek(self, keys: Iterable[str], *, values: bool = False) -> dict[str, State]:
         """The state of each key (its value only with ``values``), for a script's ``OUTSIDE``."""
         wanted = sorted(set(keys))
-        rows = await self._each(self._peek, [(k, "1" if values else "0") for k in wanted])
+        rows = await self._each(_PEEK, [(k, "1" if values else "0") for k in wanted])
         return {k: [int(r[0]), *r[1:]] for k, r in zip(wanted, rows, strict=True)}
 
     async def arm(self, arms: Sequence[tuple[str, int]]) -> None:
@@ -84,7 +83,7 @@ class TriggerKeys:
 
     async def delete_if(self, expiries: Sequence[tuple[str, int]]) -> int:
         """Delete each key whose expiry is still the given one; how many were deleted."""
-        return sum(int(x) for x in await self._each(self._delete_if, expiries))
+        return sum(int(x) for x in await self._each(_DELETE_IF, expiries))
 
     async def delete(self, keys: Sequence[str]) -> int:
         """Delete keys outright (a cancel: the shard's tombstone is written already)."""
