@@ -9,6 +9,7 @@ import redis
 import redis.asyncio as aioredis
 
 from reminderd.storage.server_binary import find_server
+from tests.cluster_topology import ClusterTopology
 from tests.daemon_proc import DaemonProcess
 from tests.redis_server import RedisServer
 from tests.sentinel_topology import SentinelTopology
@@ -86,6 +87,27 @@ def sentinel_topology() -> Iterator[SentinelTopology]:
 def fresh_sentinels() -> Iterator[SentinelTopology]:
     """A Sentinel topology of the test's own, for tests that kill or fail over its primary."""
     topology = SentinelTopology()
+    try:
+        yield topology.start()
+    finally:
+        topology.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterTopology]:
+    """Three primaries, three replicas and a spare, shared by a module's tests that leave the
+    topology as they found it (no failover, no reshard)."""
+    topology = ClusterTopology()
+    try:
+        yield topology.start()
+    finally:
+        topology.close()
+
+
+@pytest.fixture
+def fresh_cluster() -> Iterator[ClusterTopology]:
+    """A cluster of the test's own, for tests that kill a primary, reshard or add a node."""
+    topology = ClusterTopology()
     try:
         yield topology.start()
     finally:

@@ -314,17 +314,17 @@ PROC_LOG = "processors: {log: {type: log}}\n"
         (
             "redis: {url: 'http://localhost:6379'}",
             "redis.url: must be 'embedded' or start with redis://, "
-            "rediss://, unix:// or redis+sentinel://, got 'http://localhost:6379'",
+            "rediss://, unix://, redis+sentinel:// or redis+cluster://, got 'http://localhost:6379'",
         ),
         (
             "redis: {url: 'http://u:hunter2@db'}",
             "redis.url: must be 'embedded' or start with redis://, "
-            "rediss://, unix:// or redis+sentinel://, got 'http://u:***@db'",
+            "rediss://, unix://, redis+sentinel:// or redis+cluster://, got 'http://u:***@db'",
         ),
         (
             "redis: {url: localhost}",
-            "redis.url: must be 'embedded' or start with redis://, rediss://, unix:// or redis+sentinel://, "
-            "got 'localhost'",
+            "redis.url: must be 'embedded' or start with redis://, rediss://, unix://, redis+sentinel:// "
+            "or redis+cluster://, got 'localhost'",
         ),
         ("redis: {url: 5}", "redis.url: Input should be a valid string"),
         # processors
@@ -625,8 +625,8 @@ def test_redis_url_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("REMINDERD_REDIS_URL", "mysql://db")
     path = write(tmp_path, "redis: {url: embedded}\n")
     assert config_error(path) == (
-        f"{path}: redis.url: must be 'embedded' or start with redis://, rediss://, unix:// or "
-        "redis+sentinel://, got 'mysql://db'"
+        f"{path}: redis.url: must be 'embedded' or start with redis://, rediss://, unix://, "
+        "redis+sentinel:// or redis+cluster://, got 'mysql://db'"
     )
 
 

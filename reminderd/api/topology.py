@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import redis.asyncio as aioredis
 
 from reminderd.config.model import RedisSettings
+from reminderd.storage.cluster import node_client
+from reminderd.storage.cluster_facts import NodeFacts, cluster_facts, cluster_findings
 from reminderd.storage.connection import sentinel_spec
+from reminderd.storage.nodes import shards_from
 from reminderd.storage.topology import Replica, SentinelView, Topology, read_topology
 
 LAG_WARN_BYTES = 1_048_576  # a replica this far behind would lose that much at a failover
@@ -20,8 +25,34 @@ async def topology_of(
     return topology, topology_warnings(topology, settings.wait_replicas)
 
 
+async def cluster_topology_of(
+    settings: RedisSettings, required: str, subscribers: Mapping[str, str] | None = None
+) -> tuple[Topology, list[str]]:
+    """Every node of the cluster ``settings.cluster`` names, asked on its own connection, and
+    the doctor's findings per node; ``subscribers``: a daemon's subscriber state per primary."""
+    spec = settings.cluster
+    assert spec is not None, "cluster_topology_of needs redis.cluster"
+    shards = await shards_from(lambda a: node_client(settings, spec, a), spec.addresses)
+    nodes = await cluster_facts(lambda a: node_client(settings, spec, a), shards, required)
+    first = shards[0].primary.address if shards else "?"
+    topology = Topology("cluster", "master", first, nodes=nodes, subscribers=dict(subscribers or {}))
+    found = cluster_findings(nodes)
+    for shard in shards:
+        online = [r for r in shard.replicas if r.health == "online"]
+        if not shard.replicas:
+            found.append(f"primary {shard.primary.address} has no replica: a failover has nothing to promote")
+        elif settings.wait_replicas > len(online):
+            found.append(
+                f"redis.wait_replicas is {settings.wait_replicas} but primary {shard.primary.address} has "
+                f"{len(online)} online replica(s)"
+            )
+    return topology, found
+
+
 def topology_rows(t: Topology) -> list[tuple[str, str]]:
     """``topology`` then one row per replica and per sentinel (``align``-ed by the caller)."""
+    if t.kind == "cluster":
+        return cluster_rows(t)
     head = f"{t.kind}, " + (f"master {t.master}, " if t.master else "")
     head += f"{t.primary} ({t.role}), {len(t.replicas)} replica(s)"
     rows = [("topology", head)]
@@ -64,3 +95,23 @@ def _sentinel_text(s: SentinelView) -> str:
     if s.error is not None:
         return f"{s.node} unreachable: {s.error}"
     return f"{s.node} names {s.primary}, sees {s.replicas} replica(s) and {s.sentinels} other sentinel(s)"
+
+
+def cluster_rows(t: Topology) -> list[tuple[str, str]]:
+    """``topology`` then one row per node: primaries with their slots, each followed by its replicas."""
+    primaries = [n for n in t.nodes if n.role == "master"]
+    head = f"cluster, {len(primaries)} primaries, {len(t.nodes) - len(primaries)} replica(s)"
+    return [("topology", head)] + [
+        (f"  {n.role if n.role == 'replica' else 'primary'}", _node_text(n, t)) for n in t.nodes
+    ]
+
+
+def _node_text(n: NodeFacts, t: Topology) -> str:
+    if n.error is not None:
+        return f"{n.address} unreachable: {n.error}"
+    where = f"slots {n.slots}" if n.role == "master" else f"of {n.primary}, link {n.link or '?'}"
+    flags = "flags unknown (CONFIG not allowed)" if n.flags is None else f"flags {n.flags!r}"
+    text = f"{n.address} {where}, {n.version}, {flags}"
+    if n.role == "master" and n.address in t.subscribers:
+        text += f", subscriber {t.subscribers[n.address]}"
+    return text

@@ -4,7 +4,7 @@ String values may use ``${NAME}`` / ``${NAME:-default}`` (environment),
 ``${file:/path}`` (a secret file, trailing newline stripped) and ``${cred:name}``
 (a systemd credential from ``$CREDENTIALS_DIRECTORY``). Interpolation happens on the
 parsed values, never on the YAML text, so a variable cannot inject structure.
-``REMINDERD_REDIS_URL`` overrides ``redis.url`` (and ``redis.sentinel``).
+``REMINDERD_REDIS_URL`` overrides ``redis.url`` (and ``redis.sentinel``, ``redis.cluster``).
 
 The file is ``-c``, else ``$REMINDERD_CONFIG``, else the first of ``./config/reminderd.yaml``
 and ``/etc/reminderd/reminderd.yaml`` that exists, else the built-in defaults. A relative
@@ -124,7 +124,8 @@ def _validate(raw: dict[str, Any], source: str, base: Path | None = None) -> Set
         if not isinstance(redis_section, dict):
             raise ConfigError(f"{source}: redis: expected a mapping")
         redis_section["url"] = url
-        redis_section.pop("sentinel", None)  # the variable names the target, whatever the file says
+        redis_section.pop("sentinel", None)
+        redis_section.pop("cluster", None)  # the variable names the target, whatever the file says
     try:
         # By alias only: ``sweep_interval_ms: 1000`` must be an unknown key, not 1000 seconds.
         return Settings.model_validate(data, by_alias=True, by_name=False)

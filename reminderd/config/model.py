@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from reminderd.config.base import Float, Int, Strict, ZoneName
+from reminderd.config.cluster import CLUSTER_SCHEMES, ClusterSettings, with_cluster_section
 from reminderd.config.processors import LogSettings, ProcessorSettings
 from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, with_sentinel_section
 from reminderd.config.transport import EmbeddedSettings, TlsSettings
@@ -58,6 +59,7 @@ class RedisSettings(Strict):
     tls: TlsSettings = TlsSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     sentinel: SentinelSettings | None = None
+    cluster: ClusterSettings | None = None
     # WAIT after each claim and finish: 0 (off), or the replicas that must acknowledge them
     wait_replicas: Int = Field(0, ge=0, le=MAX_WAIT_REPLICAS)
     wait_timeout_ms: PositiveMs = Field(100, alias="wait_timeout", le=MAX_WAIT_TIMEOUT_MS)
@@ -65,12 +67,16 @@ class RedisSettings(Strict):
     @model_validator(mode="before")
     @classmethod
     def _sentinel_url(cls, data: Any) -> Any:
-        """A ``redis+sentinel://`` URL is the ``sentinel`` section written as one string."""
-        return with_sentinel_section(data)
+        """A ``redis+sentinel://`` (``redis+cluster://``) URL is the ``sentinel`` (``cluster``)
+        section written as one string."""
+        return with_sentinel_section(with_cluster_section(data))
 
     @model_validator(mode="after")
     def _one_target(self) -> RedisSettings:
-        """With Sentinel, ``url`` becomes the canonical sentinel URL: the one name of the target."""
+        """With Sentinel or Cluster, ``url`` becomes the canonical URL: the one name of the target."""
+        if self.cluster is not None:
+            object.__setattr__(self, "url", self.cluster.url)  # frozen; this is still its validation
+            return self
         if self.sentinel is None:
             return self
         if "url" in self.model_fields_set and not self.url.startswith(SENTINEL_SCHEME):
@@ -90,11 +96,12 @@ class RedisSettings(Strict):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        if url != "embedded" and not url.startswith(("redis://", "rediss://", "unix://", SENTINEL_SCHEME)):
+        schemes = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME, *CLUSTER_SCHEMES)
+        if url != "embedded" and not url.startswith(schemes):
             shown = mask_url(url)
             raise ValueError(
-                "must be 'embedded' or start with redis://, rediss://, unix:// or redis+sentinel://, "
-                f"got {shown!r}"
+                "must be 'embedded' or start with redis://, rediss://, unix://, redis+sentinel:// "
+                f"or redis+cluster://, got {shown!r}"
             )
         return url
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from redis.exceptions import RedisError
@@ -24,6 +25,9 @@ from reminderd.storage.server import ServerIdentity, server_identity
 log = structlog.get_logger("reminderd.pipeline.recovery")
 SCAN_COUNT = 10_000  # keys a SCAN step looks at: few round trips over millions of keys
 PROGRESS_EVERY_S = 5.0
+# One SCAN step (cursor, pattern, count) -> (cursor, keys). The store's by default; on Redis
+# Cluster one node's (``NodeHandle.scan``): SCAN walks the keys of the node it runs on.
+Scan = Callable[[int, str, int], Awaitable[tuple[int, list[str]]]]
 
 
 class Recovery:
@@ -33,7 +37,7 @@ class Recovery:
         self.ctx = ctx
         self.store = ctx.store
         self.intake = intake
-        self._cursors: dict[str, int] = {}
+        self._cursors: dict[tuple[str, str], int] = {}  # (node, prefix): "" is the store's
         self._server: ServerIdentity | None = None
         self._scheduled_seen = 0  # index size at the last look, to tell a wiped Redis
 
@@ -60,18 +64,18 @@ class Recovery:
         log.info("reconcile.done", **summary)
         return summary
 
-    async def adopt_all(self, reason: str = "startup") -> int:
+    async def adopt_all(self, reason: str = "startup", scan: Scan | None = None) -> int:
         """A full adoption pass: every rule prefix scanned to the end, with progress in the log.
 
         Run at start-up and after every gap in the subscription (``Hints.gap``), when
-        expire events of raw keys may have been lost.
+        expire events of raw keys may have been lost; on Cluster once per node (``scan``).
         """
         started = last_log = time.monotonic()
         scanned = adopted = 0
         for prefix in self.ctx.settings.prefixes:
             cursor = 0
             while True:
-                cursor, seen, n = await self._adopt_step(prefix, cursor, SCAN_COUNT, "scan")
+                cursor, seen, n = await self._adopt_step(prefix, cursor, SCAN_COUNT, "scan", scan)
                 scanned, adopted = scanned + seen, adopted + n
                 if time.monotonic() - last_log >= PROGRESS_EVERY_S:
                     last_log = time.monotonic()
@@ -91,22 +95,25 @@ class Recovery:
             except RedisError as exc:
                 log.warning("adoption.failed", error=str(exc), note="the periodic adoption scan goes on")
 
-    async def adopt_scan(self) -> None:
-        """Periodic, bounded: continue each prefix's SCAN where the last run stopped."""
+    async def adopt_scan(self, scan: Scan | None = None, node: str = "") -> None:
+        """Periodic, bounded: continue each prefix's SCAN (of ``node``, with ``scan``) where the
+        last run stopped."""
         budget = self.ctx.settings.daemon.adoption_batch
         for prefix in self.ctx.settings.prefixes:
-            cursor = self._cursors.get(prefix, 0)
+            cursor = self._cursors.get((node, prefix), 0)
             step, seen = min(1000, budget), 0
             while seen < budget:
-                cursor, _seen, _n = await self._adopt_step(prefix, cursor, step, "periodic_scan")
+                cursor, _seen, _n = await self._adopt_step(prefix, cursor, step, "periodic_scan", scan)
                 seen += step
                 if cursor == 0:
                     break
-            self._cursors[prefix] = cursor
+            self._cursors[(node, prefix)] = cursor
 
-    async def _adopt_step(self, prefix: str, cursor: int, count: int, source: str) -> tuple[int, int, int]:
+    async def _adopt_step(
+        self, prefix: str, cursor: int, count: int, source: str, scan: Scan | None = None
+    ) -> tuple[int, int, int]:
         """One SCAN step and the adoption of what it found, in concurrent batches: (cursor, seen, adopted)."""
-        cursor, keys = await self.store.raw.scan(cursor, trigger_pattern(prefix), count)
+        cursor, keys = await (scan or self.store.raw.scan)(cursor, trigger_pattern(prefix), count)
         prefixes = self.ctx.settings.prefixes
         wanted = [k for k in keys if trigger_rule(k, prefixes) == prefix]
         limit = self.ctx.settings.limits.payload_max_bytes

@@ -12,12 +12,18 @@ keyspace channels of the rule prefixes (``__keyspace@<db>__:<prefix>-*``, flags 
 Redis filters those by prefix, so the daemon hears only of trigger keys, and each message
 names the event: ``expire`` (a key written with a TTL, or its TTL moved) and ``del`` are
 taken; the rest (the same expiry again, renames) are ignored.
+
+On Redis Cluster each primary publishes its own keys' events only, and the topology
+watcher (``reminderd.pipeline.cluster_watch``) runs one ``Subscriber`` per primary: it sets
+``node`` (its address, for logs and metrics), ``prepare`` (re-apply the notify flags on that
+node before every subscription) and ``on_gap`` / ``on_disconnect`` (a gap on that node, a
+connection lost: the watcher decides what follows) after construction.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -49,17 +55,27 @@ class Subscriber:
         self.canaries: dict[str, asyncio.Future[None]] = {}
         self._logged_reasons: set[str] = set()
         self._internal = self.names.namespace + ":"
+        self.node: str | None = None  # on Cluster: the primary's address
+        self.prepare: Callable[[], Awaitable[None]] | None = None  # before every subscription
+        self.on_gap: Callable[[], None] | None = None  # instead of Hints.new_connection
+        self.on_disconnect: Callable[[], None] | None = None
 
     async def run(self) -> None:
         """Listen forever, reconnecting with backoff."""
         delay_s = 0.1
         while True:
             try:
+                if self.prepare is not None:
+                    await self.prepare()
                 await self._listen()
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
                 self.subscribed.clear()
-                self.ctx.metrics.set_subscriber_connected(False)
-                log.warning("redis.subscriber_disconnected", error=str(exc), retry_in_s=delay_s)
+                self._set_connected(False)
+                if self.on_disconnect is not None:
+                    self.on_disconnect()
+                log.warning(
+                    "redis.subscriber_disconnected", error=str(exc), retry_in_s=delay_s, node=self.node
+                )
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
             else:
@@ -115,16 +131,29 @@ class Subscriber:
         if channel in confirmed:
             log.warning("redis.resubscribed", channel=channel)
             if channel != self.names.wake:
-                self.hints.new_connection()
+                self._gap()
             return
         confirmed.add(channel)
         if confirmed >= expected:
             if self.subscribed_once:  # a new subscription after a lost one: events may be lost
-                self.hints.new_connection()
+                self._gap()
             self.subscribed_once = True
             self.subscribed.set()
-            self.ctx.metrics.set_subscriber_connected(True)
-            log.info("redis.subscribed", channels=sorted(expected))
+            self._set_connected(True)
+            log.info("redis.subscribed", channels=sorted(expected), node=self.node)
+
+    def _gap(self) -> None:
+        """Events may have been lost: tell the watcher of this node, or the daemon."""
+        if self.on_gap is not None:
+            self.on_gap()
+        else:
+            self.hints.new_connection()
+
+    def _set_connected(self, connected: bool) -> None:
+        if self.node is None:
+            self.ctx.metrics.set_subscriber_connected(connected)
+        else:
+            self.ctx.metrics.set_node_subscriber_connected(self.node, connected)
 
     def _on_expired(self, key: str) -> None:
         if key.startswith(self._internal):

@@ -3,7 +3,8 @@
 ``redis.url: embedded`` resolves to the unix socket of the private server in the state
 directory (see ``reminderd.storage.embedded``); the daemon starts that server, the CLI and API
 reuse it. A ``redis+sentinel://`` URL (``redis.sentinel``) reaches the primary the sentinels
-name (``reminderd.storage.sentinel``).
+name (``reminderd.storage.sentinel``). ``redis+cluster://`` (``redis.cluster``) is refused
+here for now: the routing client is ``reminderd.storage.cluster``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from reminderd.config.cluster import CLUSTER_SCHEMES
 from reminderd.config.model import RedisSettings
 from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, parse_sentinel_url
 from reminderd.config.transport import TlsSettings
 from reminderd.core.pii import mask_url
 from reminderd.errors import RedisUnavailableError
+from reminderd.storage.cluster import refuse_cluster
 from reminderd.storage.embedded import EmbeddedRedis, connect_or_start
 from reminderd.storage.embedded_access import Access
 from reminderd.storage.embedded_setup import state_dir
@@ -73,6 +76,8 @@ def make_client(settings: RedisSettings, url: str, *, subscriber: bool = False) 
     The storage pool blocks (up to the socket timeout) when all connections are busy
     instead of failing: a burst of concurrent processors must queue, not error.
     """
+    if url.startswith(CLUSTER_SCHEMES):
+        raise refuse_cluster()  # the routing client is storage.cluster.cluster_client
     kwargs = client_kwargs(settings, subscriber=subscriber)
     if url.startswith(SENTINEL_SCHEME):
         spec, timeout_s = sentinel_spec(settings, url), settings.socket_timeout_ms / 1000

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -111,26 +112,38 @@ async def prove_events(
 
 async def doctor(client: aioredis.Redis) -> list[str]:
     """Settings that silently lose or delay reminders; one line each."""
-    found: list[str] = []
     try:
         info = await client.info()
     except RedisError as exc:
         return [f"cannot run INFO: {exc}"]
     old = version_finding(info)
-    if old:
-        found.append(old)
+    found = [old] if old else []
     if info.get("role") != "master":
         found.append("connected to a replica: writes fail and replicas never emit expired events")
     if int(info.get("cluster_enabled", 0)):
         found.append("Redis Cluster: reminderd needs a single primary (or Sentinel); see README")
+    found += await settings_findings(client, info)
+    for line in found:
+        log.warning("redis.doctor", finding=line)
+    return found
+
+
+async def node_findings(client: aioredis.Redis, info: dict[str, Any]) -> list[str]:
+    """What one server's ``INFO`` and CONFIG say against keeping reminders: its version, no
+    persistence, an eviction policy. On Cluster the doctor runs this on every node."""
+    old = version_finding(info)
+    return ([old] if old else []) + await settings_findings(client, info)
+
+
+async def settings_findings(client: aioredis.Redis, info: dict[str, Any]) -> list[str]:
+    """No persistence, or an eviction policy: a restart or memory pressure loses reminders."""
+    found = []
     persistence = await config_value(client, "save")
     if not int(info.get("aof_enabled", 0)) and persistence == "":
         found.append("no persistence (no AOF, no RDB): a Redis restart loses every reminder")
     policy = await config_value(client, "maxmemory-policy")
     if policy and policy != "noeviction":
         found.append(f"maxmemory-policy is {policy}: Redis may evict reminders; use noeviction")
-    for line in found:
-        log.warning("redis.doctor", finding=line)
     return found
 
 

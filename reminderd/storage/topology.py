@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from reminderd.config.sentinel import SentinelSettings
+from reminderd.storage.cluster_facts import NodeFacts
 from reminderd.storage.sentinel import WatchedPool, sentinel_options
 
 
@@ -42,14 +43,17 @@ class SentinelView:
 
 @dataclass(frozen=True, slots=True)
 class Topology:
-    """Standalone (one server) or Sentinel (its master name, primary, replicas, sentinels)."""
+    """Standalone (one server), Sentinel (its master name, primary, replicas, sentinels) or
+    Cluster (every node: ``nodes``; the subscriber state per primary where a daemon reports it)."""
 
-    kind: str  # "standalone" or "sentinel"
+    kind: str  # "standalone", "sentinel" or "cluster"
     role: str  # of the server the client reached: master or slave
     primary: str  # host:port (or the socket) of the server the client reached
     replicas: list[Replica] = field(default_factory=list)
     master: str | None = None  # the name the sentinels monitor it under
     sentinels: list[SentinelView] = field(default_factory=list)
+    nodes: list[NodeFacts] = field(default_factory=list)
+    subscribers: dict[str, str] = field(default_factory=dict)  # primary address -> state
 
 
 def replicas_of(info: dict[str, Any]) -> list[Replica]:

@@ -9,6 +9,7 @@ health probes, by ``reminderd.telemetry.endpoint``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -93,6 +94,12 @@ class Metrics:
         self._connected = Gauge(
             "reminderd_subscriber_connected", "1 while expired events arrive.", registry=r
         )
+        self._node_connected = Gauge(
+            "reminderd_subscriber_node_connected",
+            "1 while the subscriber on this Redis Cluster primary is subscribed.",
+            ("node",),
+            registry=r,
+        )
         self._last_sweep = Gauge(
             "reminderd_last_sweep_timestamp_seconds", "Unix time of the last sweep.", registry=r
         )
@@ -176,6 +183,14 @@ class Metrics:
     def set_subscriber_connected(self, connected: bool) -> None:
         """Whether the expired-event subscriber is connected."""
         self._connected.set(1 if connected else 0)
+
+    def set_node_subscriber_connected(self, node: str, connected: bool | None) -> None:
+        """Whether the subscriber on Cluster primary ``node`` is subscribed (None: node gone)."""
+        if connected is None:
+            with contextlib.suppress(KeyError):
+                self._node_connected.remove(node)
+            return
+        self._node_connected.labels(node=node).set(1 if connected else 0)
 
     def swept(self, at_s: float | None = None) -> None:
         """A sweep completed (at Unix time ``at_s``, default now)."""
