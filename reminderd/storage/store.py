@@ -198,7 +198,8 @@ class Store(Reads, Upkeep):
         if not items:
             return []
         window: str | int = "" if window_ms is None else window_ms
-        ending = await self.shards.peek(_ending(items))  # a raw one-shot's key alive again: RESET
+        # Not inline: a one-shot's key read first (a raw one alive again answers RESET).
+        ending = None if self.shards.inline else await self.shards.triggers.peek(_ending(items))
 
         async def one(run: Scripts, idx: list[int]) -> list[int]:
             mine = [items[i] for i in idx]
