@@ -213,3 +213,14 @@ async def test_reads_merge_the_shards(store: Store, r: aioredis.Redis) -> None:
     await r.hincrby(SHARDED.shard_names[0].stats, "fired", 2)
     await r.hincrby(SHARDED.shard_names[3].stats, "fired", 3)
     assert (await store.stats())["fired"] == 5
+
+
+async def test_pages_after_walk_every_shard(store: Store, r: aioredis.Redis) -> None:
+    """The future entries of every shard, each once, in pages by rank within each shard."""
+    now = await redis_now(r)
+    keys = [f"send_message-{i}-page" for i in range(30)]
+    await store.schedule_many(once(k, now + 60_000 + i) for i, k in enumerate(keys))
+    await store.schedule(once("send_message-99-past", now - 10))
+    pages = [page async for page in store.pages_after(now, 4)]
+    assert all(len(p) <= 4 for p in pages)
+    assert sorted(m for p in pages for m, _ in p) == sorted(keys)
