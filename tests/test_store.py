@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from reminderd.core.schedules import Cron, Every, Once, Schedule
 from reminderd.errors import PayloadError
 from reminderd.models import Misfire
+from reminderd.storage.layout import Layout
 from reminderd.storage.names import Names
 from reminderd.storage.store import (
     AUX_SEP,
@@ -30,9 +31,86 @@ from reminderd.storage.store import (
 )
 from tests.pipeline.harness import wait_for
 
-NAMES = Names("t")
 WINDOW_MS = 5_000
 KEY = "send_message-42-daily"
+# The store contract holds on both layouts: one shard with trigger keys written by the
+# scripts (one Redis), and four tagged shards with trigger keys written around them (the
+# Cluster layout, whose code path runs on a standalone server too: hash tags are legal).
+LAYOUTS = {"single": Layout.single("t"), "sharded": Layout("t", 4, inline_triggers=False)}
+
+
+class LayoutNames:
+    """The names of the test's layout, each of the shard of the key it names (index, stats
+    and dead letters: the shard of ``KEY``, the one most tests are about)."""
+
+    layout = LAYOUTS["single"]
+
+    def of(self, member: str) -> Names:
+        """The names of ``member``'s shard."""
+        return self.layout.names_of(member)
+
+    def record(self, member: str) -> str:
+        """The record of ``member``."""
+        return self.of(member).record(member)
+
+    def lock(self, member: str) -> str:
+        """The lock of ``member``."""
+        return self.of(member).lock(member)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace."""
+        return self.layout.namespace
+
+    def aux(self, key: str) -> str:
+        """The aux set of ``key``."""
+        return self.of(key).aux(key)
+
+    def fired(self, key: str) -> str:
+        """The fired marker of ``key``."""
+        return self.of(key).fired(key)
+
+    def due_of(self, member: str) -> str:
+        """The due index of ``member``'s shard."""
+        return self.of(member).due
+
+    @property
+    def due(self) -> str:
+        """The due index of ``KEY``'s shard."""
+        return self.of(KEY).due
+
+    @property
+    def stats(self) -> str:
+        """The stats of ``KEY``'s shard."""
+        return self.of(KEY).stats
+
+    @property
+    def dead(self) -> str:
+        """The dead letters of ``KEY``'s shard."""
+        return self.of(KEY).dead
+
+    @property
+    def wake(self) -> str:
+        """The wake channel (daemon-wide)."""
+        return self.layout.names.wake
+
+    @property
+    def inline(self) -> bool:
+        """Whether the scripts write trigger keys themselves (the single layout)."""
+        return self.layout.inline_triggers
+
+
+NAMES = LayoutNames()
+
+
+@pytest.fixture(autouse=True, params=list(LAYOUTS))
+def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
+    """Every test of the module on each layout."""
+    NAMES.layout = LAYOUTS[request.param]
+    try:
+        yield NAMES.layout
+    finally:
+        NAMES.layout = LAYOUTS["single"]
 
 
 @pytest.fixture
@@ -46,13 +124,18 @@ async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def store(r: aioredis.Redis) -> Store:
     """A store in namespace ``t``."""
-    return Store(r, NAMES)
+    return Store(r, NAMES.layout)
 
 
 async def redis_now(r: aioredis.Redis) -> int:
     """Redis's clock in epoch milliseconds."""
     sec, usec = await r.time()
     return int(sec) * 1000 + int(usec) // 1000
+
+
+async def index_size(r: aioredis.Redis) -> int:
+    """Entries in the index, over every shard."""
+    return sum([await r.zcard(names.due) for names in NAMES.layout.shard_names])
 
 
 async def wait_past(r: aioredis.Redis, due_ms: int) -> None:
@@ -229,12 +312,12 @@ async def test_schedule_publishes_wake_only_for_a_new_earliest(store: Store, r: 
         msg = await wait_for(got)
         return str(msg["data"])
 
-    try:
-        await store.schedule(req("send_message-1-a", now + 10_000))
+    try:  # one hash tag: one shard, whose earliest counts (each shard wakes below its own)
+        await store.schedule(req("send_message-{1}-a", now + 10_000))
         assert await next_message() == str(now + 10_000)
-        await store.schedule(req("send_message-1-b", now + 20_000))  # later: silent
-        await store.schedule(req("send_message-1-a", now + 15_000))  # later than itself: silent
-        await store.schedule(req("send_message-1-c", now + 5_000))
+        await store.schedule(req("send_message-{1}-b", now + 20_000))  # later: silent
+        await store.schedule(req("send_message-{1}-a", now + 15_000))  # later than itself: silent
+        await store.schedule(req("send_message-{1}-c", now + 5_000))
         assert await next_message() == str(now + 5_000)
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -274,8 +357,12 @@ async def test_claim_due_takes_only_due_entries_up_to_limit(store: Store, r: aio
     first = (await store.claim_due("A", limit=3, lease_ms=60_000)).claims
     second = (await store.claim_due("A", limit=3, lease_ms=60_000)).claims
     third = (await store.claim_due("A", limit=3, lease_ms=60_000)).claims
-    assert [c.key for c in first] == [f"send_message-{i}-past" for i in range(3)]
-    assert [c.key for c in second] == ["send_message-3-past", "send_message-4-past"]
+    if NAMES.inline:
+        assert [c.key for c in first] == [f"send_message-{i}-past" for i in range(3)]
+        assert [c.key for c in second] == ["send_message-3-past", "send_message-4-past"]
+    else:  # over shards: up to the limit, earliest first within each shard only
+        assert (len(first), len(second)) == (3, 2)
+        assert sorted(c.key for c in first + second) == [f"send_message-{i}-past" for i in range(5)]
     assert third == []
     assert await r.exists("send_message-9-future")
 
@@ -293,7 +380,10 @@ async def test_claim_waits_for_redis_time(store: Store, r: aioredis.Redis) -> No
     claimed = await store.claim_due("A", limit=10, lease_ms=60_000)
     redis_ms, claims = claimed.now_ms, claimed.claims
     assert [c.key for c in claims] == [KEY]
-    assert claims[0].now_ms == redis_ms >= due
+    assert claims[0].now_ms >= due
+    assert (
+        claims[0].now_ms == redis_ms if NAMES.inline else redis_ms >= claims[0].now_ms
+    )  # the latest shard's
 
 
 async def test_claim_returns_record_and_moves_score_to_lease(store: Store, r: aioredis.Redis) -> None:
@@ -320,9 +410,13 @@ async def test_claim_returns_record_and_moves_score_to_lease(store: Store, r: ai
         now_ms=redis_ms,
     )
     assert redis_ms >= now
-    assert not await r.exists(KEY)
     assert await r.zscore(NAMES.due, KEY) == redis_ms + 30_000
-    assert await r.get(NAMES.lock(KEY)) == "A|1|q"  # the trigger key was alive: no expired event of it
+    if NAMES.inline:
+        assert not await r.exists(KEY)
+        assert await r.get(NAMES.lock(KEY)) == "A|1|q"  # the trigger key was alive: no expired event of it
+    else:  # a key expiring at another time than the claimed due one is a producer's: kept
+        assert await r.pexpiretime(KEY) > now + 50_000
+        assert await r.get(NAMES.lock(KEY)) == "A|1"
     assert 29_000 < await r.pttl(NAMES.lock(KEY)) <= 30_000
 
 
@@ -374,12 +468,12 @@ async def test_racing_claims_take_each_occurrence_exactly_once(redis_url: str, r
     """50 tasks on their own connections racing claim_due and claim_keys claim 1 000 entries once each."""
     now = await redis_now(r)
     members = [f"send_message-{i}-race" for i in range(1000)]
-    await Store(r, NAMES).schedule_many(req(m, now - 1000 + i % 500) for i, m in enumerate(members))
+    await Store(r, NAMES.layout).schedule_many(req(m, now - 1000 + i % 500) for i, m in enumerate(members))
     taken: list[tuple[str, int]] = []
 
     async def worker(n: int) -> None:
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        store = Store(client, NAMES)
+        store = Store(client, NAMES.layout)
         rng = random.Random(n)
         try:
             while True:
@@ -401,13 +495,13 @@ async def test_racing_completions_apply_only_the_lock_holders(redis_url: str, r:
     """Two instances completing the same claims concurrently: only the holder's completions apply."""
     now = await redis_now(r)
     members = [f"send_message-{i}-done" for i in range(200)]
-    await Store(r, NAMES).schedule_many(req(m, now - 10, Every(60_000, now - 10)) for m in members)
-    claims = (await Store(r, NAMES).claim_due("A", limit=500, lease_ms=60_000)).claims
+    await Store(r, NAMES.layout).schedule_many(req(m, now - 10, Every(60_000, now - 10)) for m in members)
+    claims = (await Store(r, NAMES.layout).claim_due("A", limit=500, lease_ms=60_000)).claims
     assert len(claims) == 200
     next_due = now + 60_000 - 10
     items = [Completion(c.member, c.occurrence, next_due) for c in claims]
     clients = [aioredis.Redis.from_url(redis_url, decode_responses=True) for _ in range(2)]
-    a, b = (Store(c, NAMES) for c in clients)
+    a, b = (Store(c, NAMES.layout) for c in clients)
     chunks = [items[i : i + 20] for i in range(0, 200, 20)]
     try:
         results = await asyncio.gather(
@@ -653,7 +747,7 @@ async def test_renew_extends_only_own_leases(store: Store, r: aioredis.Redis) ->
     score = await r.zscore(NAMES.due, KEY)
     assert score is not None
     assert before + 120_000 <= score <= await redis_now(r) + 120_000
-    assert await r.zscore(NAMES.due, "send_message-1-none") is None
+    assert await r.zscore(NAMES.due_of("send_message-1-none"), "send_message-1-none") is None
 
 
 # -- adopt and repair -------------------------------------------------------------------
@@ -678,12 +772,12 @@ async def test_adopt_records_raw_keys_with_ttl(store: Store, r: aioredis.Redis) 
     assert json_rec["p"] == '{"text":"hi"}'
     assert (json_rec["o"], json_rec["r"]) == ("1", "1")
     assert before + 59_000 < int(json_rec["d"]) <= await redis_now(r) + 60_000
-    assert await r.zscore(NAMES.due, keys[0]) == int(json_rec["d"])
+    assert await r.zscore(NAMES.due_of(keys[0]), keys[0]) == int(json_rec["d"])
     for k in keys[1:]:
         assert "p" not in await r.hgetall(NAMES.record(k))
     for k in others:
         assert not await r.exists(NAMES.record(k))
-        assert await r.zscore(NAMES.due, k) is None
+        assert await r.zscore(NAMES.due_of(k), k) is None
     assert await r.hget(NAMES.record("send_message-7-known"), "r") is None
 
 
@@ -694,13 +788,13 @@ async def test_repair_recreates_trigger_keys(store: Store, r: aioredis.Redis) ->
     await store.schedule(req("send_message-2-kept", now + 60_000))
     await store.schedule(req("send_message-3-past", now - 10))
     await r.delete("send_message-1-lost")
-    await r.zadd(NAMES.due, {"send_message-4-orphan": now + 5000})
+    await r.zadd(NAMES.due_of("send_message-4-orphan"), {"send_message-4-orphan": now + 5000})
     members = ["send_message-1-lost", "send_message-2-kept", "send_message-3-past", "send_message-4-orphan"]
     assert await store.repair(members) == 2
     assert await r.pexpiretime("send_message-1-lost") == now + 60_000
     assert not await r.exists("send_message-3-past")
     assert await r.pexpiretime("send_message-4-orphan") == now + 5000
-    assert await r.zcard(NAMES.due) == 4
+    assert await index_size(r) == 4
 
 
 # -- replay -----------------------------------------------------------------------------
@@ -815,7 +909,7 @@ async def test_schedule_many_writes_every_kind_of_request(store: Store, r: aiore
     ]
     assert await store.schedule_many(reqs) == 3
     assert not await r.exists(NAMES.record("send_message-1-plain"))
-    assert await r.zscore(NAMES.due, "send_message-1-plain") == now + 60_000
+    assert await r.zscore(NAMES.due_of("send_message-1-plain"), "send_message-1-plain") == now + 60_000
     rich = await store.get("send_message-2-rich")
     assert rich is not None
     assert (rich.payload, rich.schedule) == (json.loads(payload), Every(60_000, now + 61_000))

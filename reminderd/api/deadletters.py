@@ -82,32 +82,44 @@ def _rows(raw: Any) -> list[tuple[str, dict[str, str]]]:
     ]
 
 
+def _id_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as numbers (ms, sequence), to order ids of several streams."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class DeadLetters:
-    """The dead-letter stream of one namespace."""
+    """The dead-letter streams of one namespace: one a shard (``storage/layout.py``); the
+    entry ids of different shards' streams are their own, so each read asks every stream."""
 
     def __init__(self, client: aioredis.Redis, names: Names, store: Store | None = None) -> None:
         self.client = client
         self.names = names
         self.store = store or Store(client, names)
+        self._streams = [n.dead for n in self.store.layout.shard_names]
 
     async def newest(self, limit: int = 50) -> list[DeadLetter]:
         """The newest ``limit`` dead letters, newest first."""
         if limit < 1:
             raise InputError("--limit must be at least 1")
-        rows = _rows(await self.client.xrevrange(self.names.dead, "+", "-", count=limit))
-        return [to_dead_letter(entry_id, fields) for entry_id, fields in rows]
+        rows = [
+            row for s in self._streams for row in _rows(await self.client.xrevrange(s, "+", "-", count=limit))
+        ]
+        rows.sort(key=lambda row: _id_order(row[0]), reverse=True)
+        return [to_dead_letter(entry_id, fields) for entry_id, fields in rows[:limit]]
 
     async def count(self) -> int:
         """How many dead letters the stream holds."""
-        return int(await self.client.xlen(self.names.dead))
+        return sum([int(await self.client.xlen(s)) for s in self._streams])
 
     async def entry(self, entry_id: str) -> dict[str, str]:
         """The raw fields of one entry; ``NotFoundError`` if there is none."""
         check_id(entry_id)
-        rows = _rows(await self.client.xrange(self.names.dead, entry_id, entry_id, count=1))
-        if not rows:
-            raise NotFoundError(f"no dead letter {entry_id!r}")
-        return rows[0][1]
+        for stream in self._streams:
+            rows = _rows(await self.client.xrange(stream, entry_id, entry_id, count=1))
+            if rows:
+                return rows[0][1]
+        raise NotFoundError(f"no dead letter {entry_id!r}")
 
     async def replay(self, entry_id: str) -> Replayed:
         """Schedule one dead letter again, due now; ``NotFoundError`` if it does not exist."""
@@ -144,26 +156,33 @@ class DeadLetters:
             yield await self._replay(entry_id, fields)
 
     async def _entries(self) -> AsyncIterator[tuple[str, dict[str, str]]]:
-        """Every entry, oldest first, in pages (entries replayed meanwhile are gone already)."""
-        start = "-"
-        while True:
-            rows = _rows(await self.client.xrange(self.names.dead, start, "+", count=_PAGE))
-            for row in rows:
-                yield row
-            if len(rows) < _PAGE:
-                return
-            start = f"({rows[-1][0]}"
+        """Every entry, oldest first within each shard's stream, in pages (entries replayed
+        meanwhile are gone already)."""
+        for stream in self._streams:
+            start = "-"
+            while True:
+                rows = _rows(await self.client.xrange(stream, start, "+", count=_PAGE))
+                for row in rows:
+                    yield row
+                if len(rows) < _PAGE:
+                    break
+                start = f"({rows[-1][0]}"
 
     async def purge(self, entry_id: str) -> None:
         """Delete one dead letter; ``NotFoundError`` if it does not exist."""
         check_id(entry_id)
-        if not await self.client.xdel(self.names.dead, entry_id):
-            raise NotFoundError(f"no dead letter {entry_id!r}")
+        for stream in self._streams:
+            if await self.client.xdel(stream, entry_id):
+                return
+        raise NotFoundError(f"no dead letter {entry_id!r}")
 
     async def purge_all(self) -> int:
         """Delete every dead letter; how many there were."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.xlen(self.names.dead)
-            pipe.delete(self.names.dead)
-            count, _ = await pipe.execute()
-        return int(count)
+        count = 0
+        for stream in self._streams:  # a transaction of one key each: one slot on Cluster
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xlen(stream)
+                pipe.delete(stream)
+                n, _ = await pipe.execute()
+            count += int(n)
+        return count

@@ -47,7 +47,7 @@ class Recovery:
         started = time.monotonic()
         adopted = repaired = recovered = 0
         try:
-            await epoch.mark(self.store.redis, self.store.names)  # a write: refused on a replica
+            await epoch.mark_shards(self.store.redis, self.store.layout)  # a write: refused on a replica
             adopted = await self.adopt_all()
             repaired = await self.repair_all()
             recovered = await self.intake.drain_backlog()
@@ -125,9 +125,8 @@ class Recovery:
 
     async def repair_all(self) -> int:
         """Re-create missing trigger keys of every future index entry."""
-        repaired, start = 0, await self.store.rank_after(await self.store.now_ms())
-        while page := await self.store.index_page(start, 1000):
-            start += len(page)
+        repaired = 0
+        async for page in self.store.pages_after(await self.store.now_ms(), 1000):
             repaired += await self.store.repair([m for m, _ in page])
         if repaired:
             log.warning(
@@ -159,7 +158,7 @@ class Recovery:
             note="a restart or failover: re-applying notification flags and sweeping now",
         )
         # The epoch token, not an empty index: a producer's first write would hide the loss.
-        if not await epoch.mark(self.store.redis, self.store.names):
+        if not await epoch.mark_shards(self.store.redis, self.store.layout):
             now_ms = self.intake.clock.now_ms()
             await epoch.note_loss(self.store.redis, self.store.names, now_ms, current.run_id)
             log.error(

@@ -2,9 +2,15 @@
 
 Trigger keys (``<prefix>-<userId>-<type>``) belong to the producers and live outside
 the namespace; everything else lives under ``<namespace>:`` so several deployments can
-share one Redis. Cluster note: the scripts touch a trigger key and namespace keys
-together, so on Redis Cluster they would cross slots; reminderd targets a single
-primary (optionally behind Sentinel), and the README says so.
+share one Redis.
+
+Shards (``storage/layout.py``): the keys a script touches together (due index, records,
+locks, fired markers, aux sets, stats, dead letters, the shard's epoch) are a shard's and
+start with ``Names.shard``: the namespace itself for the one shard of a single Redis (the
+names every existing data set uses), ``<namespace>:{<tag>}`` for a shard of a Cluster
+layout, whose hash tag puts all of them in one slot. Daemon-wide keys (daemons,
+heartbeats, rate buckets, canaries, the data-loss note, the shard count) and the wake
+channel stay under the plain namespace: each is one key per command or script.
 """
 
 from __future__ import annotations
@@ -38,18 +44,25 @@ def trigger_pattern(rule: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Names:
-    """Builders for the namespace's keys; one instance per configured namespace."""
+    """Builders for the namespace's keys; one instance per shard (``tag``: its hash tag, '' for
+    the untagged single shard), whose daemon-wide names are the namespace's."""
 
     namespace: str = "reminderd"
+    tag: str = ""
+
+    @property
+    def shard(self) -> str:
+        """Prefix of the shard's keys: the namespace, or ``<namespace>:{<tag>}`` (one slot)."""
+        return f"{self.namespace}:{{{self.tag}}}" if self.tag else self.namespace
 
     def record(self, member: str) -> str:
         """HASH: the durable record of an index member (fields: ``records.RecordField``)."""
-        return f"{self.namespace}:r:{member}"
+        return f"{self.shard}:r:{member}"
 
     @property
     def due(self) -> str:
         """ZSET: trigger key -> due time in epoch ms. The source of truth for what fires."""
-        return f"{self.namespace}:due"
+        return f"{self.shard}:due"
 
     def lock(self, member: str) -> str:
         """STRING (PX lease): the dedupe lock of the member's current occurrence.
@@ -57,20 +70,20 @@ class Names:
         Its value ``instance|occurrence`` (built by the Lua prelude only) names the holder and
         the occurrence; one lock per member suffices, since a record holds one occurrence.
         """
-        return f"{self.namespace}:lock:{member}"
+        return f"{self.shard}:lock:{member}"
 
     def aux(self, key: str) -> str:
         """SET: the auxiliary index members of trigger key ``key`` (replayed dead letters)."""
-        return f"{self.namespace}:aux:{key}"
+        return f"{self.shard}:aux:{key}"
 
     def fired(self, key: str) -> str:
         """STRING (PX window): marks a record-less raw key as fired, against duplicate events."""
-        return f"{self.namespace}:fired:{key}"
+        return f"{self.shard}:fired:{key}"
 
     @property
     def dead(self) -> str:
         """STREAM: dead letters, one entry per occurrence that could not be delivered."""
-        return f"{self.namespace}:dead"
+        return f"{self.shard}:dead"
 
     @property
     def wake(self) -> str:
@@ -89,7 +102,7 @@ class Names:
     @property
     def stats(self) -> str:
         """HASH: cumulative counters shared by all daemons (fired, failed, dead, ...)."""
-        return f"{self.namespace}:stats"
+        return f"{self.shard}:stats"
 
     def rate(self, bucket: str) -> str:
         """HASH: token bucket state (tokens, ts_ms) of a rate-limited provider account."""
@@ -97,8 +110,13 @@ class Names:
 
     @property
     def epoch(self) -> str:
-        """STRING: a token the first daemon writes into a data set; gone means the data set is new."""
-        return f"{self.namespace}:epoch"
+        """STRING: a token the first daemon writes into a data set (per shard); gone means it is new."""
+        return f"{self.shard}:epoch"
+
+    @property
+    def shards(self) -> str:
+        """STRING: the data set's shard count, written at first start (``layout.check_shards``)."""
+        return f"{self.namespace}:shards"
 
     @property
     def data_lost(self) -> str:

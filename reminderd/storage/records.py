@@ -22,6 +22,7 @@ AUX_SEP = "\x1f"  # separates a trigger key from an auxiliary record tag in inde
 DONE_SEP = ","  # separates processor names in the done list (config forbids it in names)
 FIELD_SEP, ITEM_END = "\x1f", "\x1e"  # packed schedule_many items (``pack_items``)
 ERROR_MAX_CHARS = 2000  # the last error kept on a record and in a dead letter
+TOMBSTONE_MS = 600_000  # a cancel's fired marker on Cluster, against a late expired event
 
 
 class RecordField(StrEnum):

@@ -3,19 +3,25 @@
 The store knows Redis and the data model (``docs/ARCHITECTURE.md``) and nothing about
 rules or processors: the pipeline decides, the store applies. All due checks inside the
 scripts use Redis ``TIME``, never the host clock. The scripts share one prelude and one
-calling convention (``reminderd.storage.scripts``).
+calling convention (``reminderd.storage.scripts``). The layout (``storage/layout.py``)
+says how many shards hold the data and whether the scripts write trigger keys themselves
+(one Redis) or the store does it around them (Cluster: ``storage/triggers.py``); the
+facade groups members by shard (``storage/shards.py``) and merges the replies, so the
+pipeline sees one store either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import redis.asyncio as aioredis
 
 from reminderd.core.schedules import Once, Schedule, schedule_to_json
 from reminderd.models import Misfire
+from reminderd.storage import claims
 from reminderd.storage.durability import Durability
+from reminderd.storage.layout import Layout
 from reminderd.storage.names import Names
 from reminderd.storage.raw import RawKeys
 from reminderd.storage.reads import Reads
@@ -33,9 +39,10 @@ from reminderd.storage.records import (
     encode_payload,
     key_of,
     pack_items,
-    parse_claims,
 )
 from reminderd.storage.scripts import Scripts
+from reminderd.storage.shards import Shards
+from reminderd.storage.upkeep import DisarmCursor, Upkeep
 from reminderd.storage.verdicts import Completion, DeadLetterRequest, Deferral, FinishItem, Retry, finish_args
 
 __all__ = [
@@ -63,17 +70,6 @@ __all__ = [
 DEAD_MAXLEN = 100_000  # dead letters kept (approximately: XADD MAXLEN ~)
 
 
-@dataclass(frozen=True, slots=True)
-class DisarmCursor:
-    """Where a disarm pass stands: after the index entry ``member`` at ``score_ms``.
-
-    The first page starts with no member, after ``score_ms`` (the window's exclusive start).
-    """
-
-    score_ms: int
-    member: str = ""
-
-
 def _schedule_json(schedule: Schedule) -> str:
     return "" if isinstance(schedule, Once) else schedule_to_json(schedule)
 
@@ -82,15 +78,24 @@ def _misfire(misfire: Misfire | None) -> str:
     return misfire.value if misfire else ""
 
 
-class Store(Reads):
-    """Reminder state in Redis. Construct cheaply; scripts load lazily by SHA (reading: ``Reads``)."""
+class Store(Reads, Upkeep):
+    """Reminder state in Redis. Construct cheaply; scripts load lazily by SHA (reading: ``Reads``).
 
-    def __init__(self, redis: aioredis.Redis, names: Names, durability: Durability | None = None) -> None:
+    ``layout``: a ``Layout``, or the ``Names`` of a namespace for the single layout.
+    """
+
+    def __init__(
+        self, redis: aioredis.Redis, layout: Layout | Names, durability: Durability | None = None
+    ) -> None:
         self.redis = redis
-        self.names = names
+        self.layout = layout if isinstance(layout, Layout) else Layout.single(layout.namespace)
+        self.names = self.layout.names  # the daemon-wide names (a shard's: layout.names_of)
         self.durability = durability  # redis.wait_replicas: claims and finishes WAIT for replicas
-        self._run = Scripts(redis, names, durability)
-        self.raw = RawKeys(redis, self._run, DEAD_MAXLEN)
+        self.shards = Shards(redis, self.layout, durability)
+        self.raw = RawKeys(redis, self.shards, DEAD_MAXLEN)
+
+    def _run(self, member: str) -> Scripts:
+        return self.shards.of(member)
 
     # -- scheduling -----------------------------------------------------------------
 
@@ -99,14 +104,22 @@ class Store(Reads):
         head: list[str | int] = [req.key, req.due_at_ms, "", req.payload_json]
         flag = "1" if req.only_if_absent else "0"
         args = [*head, _schedule_json(req.schedule), _misfire(req.misfire), flag, "", "", ""]
-        written, occ = await self._run("schedule", keys=self._run.reminder_keys(req.key), args=args)
+        run = self._run(req.key)
+        keys = run.reminder_keys(req.key)
+        if self.shards.inline:
+            written, occ = await run("schedule", keys=keys, args=args)
+        else:
+            outside = await self.shards.peek([req.key]) if req.only_if_absent else None
+            (written, occ), arms = await run.call("schedule", keys=keys, args=args, outside=outside)
+            await self.shards.triggers.arm(arms)
         return int(occ) if written else None
 
     async def replay(self, req: ReplayRequest) -> None:
         """Schedule a dead letter again as a one-shot, deleting the dead letter in the same step."""
         head: list[str | int] = [req.member, req.due_at_ms, req.nominal_ms, req.payload_json, "", ""]
         args = [*head, "0", DONE_SEP.join(req.done), req.occurrence, req.dead_id]
-        await self._run("schedule", keys=self._run.reminder_keys(req.member), args=args)
+        run = self._run(req.member)
+        await run("schedule", keys=run.reminder_keys(req.member), args=args)  # auxiliary: no trigger key
 
     async def schedule_many(self, reqs: Iterable[ScheduleRequest], *, chunk: int = 1000) -> int:
         """Write many reminders with one script call per chunk; returns how many were written."""
@@ -122,27 +135,39 @@ class Store(Reads):
         return written
 
     async def _schedule_chunk(self, reqs: Sequence[ScheduleRequest]) -> int:
-        """One script call for the whole chunk, packed into one argument (``records.pack_items``)."""
-        return int(await self._run("schedule_many", args=[pack_items(reqs)]))
+        """One script call a shard for the whole chunk, packed into one argument (``records.pack_items``)."""
+        if self.shards.inline:
+            return int(await self.shards.scripts[0]("schedule_many", args=[pack_items(reqs)]))
+        absent = await self.shards.peek(r.key for r in reqs if r.only_if_absent)
+
+        async def one(run: Scripts, idx: list[int]) -> int:
+            mine = [reqs[i] for i in idx]
+            state = None if absent is None else {r.key: absent[r.key] for r in mine if r.key in absent}
+            written, arms = await run.call("schedule_many", args=[pack_items(mine)], outside=state)
+            await self.shards.triggers.arm(arms)
+            return int(written)
+
+        return sum(n for _, n in await self.shards.each([r.key for r in reqs], one))
 
     async def cancel(self, key: str) -> bool:
         """Remove a reminder entirely, its pending replays included; True if anything existed."""
+        run, names = self._run(key), self.layout.names_of(key)
         while True:
-            aux = sorted(str(m) for m in await self.redis.smembers(self.names.aux(key)))
-            keys = self._run.reminder_keys(key)
+            aux = sorted(str(m) for m in await self.redis.smembers(names.aux(key)))
+            keys = run.reminder_keys(key)
             for member in aux:
-                keys += [self.names.record(member), self.names.lock(member)]
-            found = int(await self._run("cancel", keys=keys, args=[key, *aux]))
+                keys += [names.record(member), names.lock(member)]
+            found = int(await run("cancel", keys=keys, args=[key, *aux]))
             if found >= 0:  # else a replay was added since the set was read
+                if not self.shards.inline:  # the shard's tombstone is written: the key goes now
+                    found = max(found, await self.shards.triggers.delete([key]))
                 return found == 1
 
     # -- the pipeline's steps -------------------------------------------------------
 
     async def claim_due(self, instance: str, *, limit: int, lease_ms: int) -> Claimed:
         """Claim up to ``limit`` due occurrences from the index (raw ones only once their key is gone)."""
-        return parse_claims(
-            await self._run("claim_due", instance=instance, args=[limit, lease_ms], durable=True)
-        )
+        return await claims.claim_due(self.shards, instance, limit, lease_ms)
 
     async def claim_keys(
         self,
@@ -159,8 +184,8 @@ class Store(Reads):
         one-shot due now; otherwise it is noted lost. A key that exists is adopted instead.
         """
         flag = "1" if fire_unseen else "0"
-        args: list[str | int] = [lease_ms, flag, payload_max_bytes, DEAD_MAXLEN, *members]
-        return parse_claims(await self._run("claim_keys", instance=instance, args=args, durable=True))
+        args: list[str | int] = [lease_ms, flag, payload_max_bytes, DEAD_MAXLEN]
+        return await claims.claim_keys(self.shards, instance, members, args)
 
     async def finish_many(
         self, instance: str, items: Sequence[FinishItem], *, fired_window_ms: int
@@ -176,8 +201,25 @@ class Store(Reads):
     async def _finish(self, instance: str, items: Sequence[FinishItem], window_ms: int | None) -> list[int]:
         if not items:
             return []
-        args = ["" if window_ms is None else window_ms, DEAD_MAXLEN, *finish_args(items)]
-        return [int(x) for x in await self._run("finish", instance=instance, args=args, durable=True)]
+        window: str | int = "" if window_ms is None else window_ms
+        if self.shards.inline:  # the single layout: one call, as it always was
+            args = [window, DEAD_MAXLEN, *finish_args(items)]
+            return [int(x) for x in await self.shards.scripts[0]("finish", instance=instance, args=args)]
+        ending = await self.shards.triggers.peek(_ending(items))  # a raw one alive again: RESET
+
+        async def one(run: Scripts, idx: list[int]) -> list[int]:
+            mine = [items[i] for i in idx]
+            state = {i.member: ending[i.member] for i in mine if i.member in ending}
+            args = [window, DEAD_MAXLEN, *finish_args(mine)]
+            reply, arms = await run.call("finish", instance=instance, args=args, outside=state)
+            await self.shards.triggers.arm(arms)
+            return [int(x) for x in reply]
+
+        results = [0] * len(items)
+        for idx, reply in await self.shards.each([i.member for i in items], one):
+            for at, x in zip(idx, reply, strict=True):
+                results[at] = x
+        return results
 
     async def complete_many(
         self, instance: str, items: Sequence[Completion], *, stat: str | None = None, fired_window_ms: int
@@ -202,35 +244,32 @@ class Store(Reads):
 
     async def mark_done(self, instance: str, claim: Claim, processor: str) -> bool:
         """Record one processor as finished for the claimed occurrence."""
-        keys = self._run.reminder_keys(claim.member)
+        run = self._run(claim.member)
         args: list[str | int] = [claim.occurrence, processor]
-        return bool(await self._run("mark_done", instance=instance, keys=keys, args=args, durable=True))
+        return bool(
+            await run("mark_done", instance=instance, keys=run.reminder_keys(claim.member), args=args)
+        )
 
     async def renew(self, instance: str, claims: Sequence[tuple[str, int]], lease_ms: int) -> int:
         """Extend the leases of (member, occurrence) pairs still being processed."""
-        args: list[str | int] = [lease_ms]
-        for member, occ in claims:
-            args += [member, occ]
-        return int(await self._run("renew", instance=instance, args=args))
+        if not claims:
+            return 0
 
-    async def disarm(self, from_ms: int, until_ms: int, *, page: int = 5000) -> int:
-        """Delete trigger keys of entries due in (from_ms, until_ms] before they expire."""
-        total, cursor = 0, DisarmCursor(from_ms)
-        while True:
-            looked, more = await self.disarm_page(cursor, until_ms, page)
-            total += looked
-            if more is None:
-                return total
-            cursor = more
+        async def one(run: Scripts, idx: list[int]) -> int:
+            args: list[str | int] = [lease_ms]
+            for i in idx:
+                args += [claims[i][0], claims[i][1]]
+            return int(await run("renew", instance=instance, args=args))
 
-    async def disarm_page(
-        self, cursor: DisarmCursor, until_ms: int, limit: int
-    ) -> tuple[int, DisarmCursor | None]:
-        """One page of ``disarm`` after ``cursor``: entries looked at, and where to go on (None: done)."""
-        args: list[str | int] = [until_ms, limit, cursor.score_ms, cursor.member]
-        looked, score, member, more = await self._run("disarm", args=args)
-        return int(looked), DisarmCursor(int(score), member) if int(more) else None
+        return sum(n for _, n in await self.shards.each([m for m, _ in claims], one))
 
-    async def repair(self, members: Sequence[str]) -> int:
-        """Re-create missing trigger keys of future index entries; how many were re-created."""
-        return int(await self._run("repair", args=list(members)))
+
+def _ending(items: Sequence[FinishItem]) -> list[str]:
+    """Members whose verdict may end a one-shot (a raw one's key alive again means RESET)."""
+    return [
+        i.member
+        for i in items
+        if isinstance(i, Completion | DeadLetterRequest)
+        and i.next_due_ms is None
+        and i.member == key_of(i.member)
+    ]

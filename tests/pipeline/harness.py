@@ -27,6 +27,7 @@ from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.intake import Intake
 from reminderd.pipeline.runtime import Context, Runtime
 from reminderd.processors.base import BatchResult, Processor
+from reminderd.storage.layout import Layout
 from reminderd.storage.names import Names
 from reminderd.storage.records import RecordField
 from reminderd.storage.server import ensure_notifications, required_flags
@@ -112,8 +113,9 @@ class Pipeline:
     async def come_due(self, key: str = KEY) -> None:
         """Make the indexed reminder of ``key`` due now (its key left as it is)."""
         now = await self.now_ms()
-        await self.redis.hset(self.store.names.record(key), RecordField.DUE, now - 1)
-        await self.redis.zadd(self.store.names.due, {key: now - 1})
+        names = self.store.layout.names_of(key)
+        await self.redis.hset(names.record(key), RecordField.DUE, now - 1)
+        await self.redis.zadd(names.due, {key: now - 1})
 
     async def schedule(
         self,
@@ -135,22 +137,31 @@ class Pipeline:
 
     async def record(self, key: str = KEY) -> dict[str, str]:
         """The record hash of ``key`` (empty when there is none)."""
-        fields: dict[str, str] = await self.redis.hgetall(self.store.names.record(key))  # type: ignore[misc]
+        fields: dict[str, str] = await self.redis.hgetall(self.store.layout.names_of(key).record(key))  # type: ignore[misc]
         return fields
 
     async def due_ms(self, member: str = KEY) -> int | None:
         """The index score of ``member``."""
-        score = await self.redis.zscore(self.store.names.due, member)
+        score = await self.redis.zscore(self.store.layout.names_of(member).due, member)
         return None if score is None else int(score)
 
     async def stats(self) -> dict[str, int]:
         """The shared counters."""
-        raw: dict[str, str] = await self.redis.hgetall(self.store.names.stats)  # type: ignore[misc]
-        return {k: int(v) for k, v in raw.items()}
+        return await self.store.stats()
+
+    def names(self, member: str = KEY) -> Names:
+        """The names of ``member``'s shard."""
+        return self.store.layout.names_of(member)
+
+    async def index_size(self) -> int:
+        """Entries in the index, over every shard."""
+        total, _ = await self.store.counts(await self.now_ms())
+        return total
 
     async def dead(self) -> list[tuple[str, dict[str, str]]]:
-        """Dead letters, oldest first."""
-        rows = await self.redis.xrange(self.store.names.dead)
+        """Dead letters, oldest first (over every shard)."""
+        rows = [row for n in self.store.layout.shard_names for row in await self.redis.xrange(n.dead)]
+        rows.sort(key=lambda row: tuple(int(x) for x in str(row[0]).split("-")))
         return [(str(i), dict(f)) for i, f in rows]
 
 
@@ -186,6 +197,7 @@ class Batched:
 
 
 TOGETHER = False  # set by the ``together`` fixture: run the same tests through batch forms
+SHARDS = 0  # set by the ``layout`` fixture: 0 the single layout, else N shards, trigger keys outside
 
 
 @asynccontextmanager
@@ -197,7 +209,8 @@ async def running(
         processors = {name: Batched(proc) for name, proc in processors.items()}
     settings = load_config_text(config)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    store = Store(client, Names(settings.namespace))
+    ns = settings.namespace
+    store = Store(client, Layout(ns, SHARDS, inline_triggers=False) if SHARDS else Layout.single(ns))
     runtime = Runtime(settings, processors, dict.fromkeys(processors, 5.0))
     ctx = Context(store, runtime, Metrics(), INSTANCE)
     hints = Hints()

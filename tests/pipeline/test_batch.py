@@ -48,7 +48,7 @@ async def test_a_swept_burst_is_one_batch_call_and_every_item_completes(redis_ur
         assert [sorted(b) for b in proc.batches] == [sorted(keys)]
         assert proc.seen == []  # the single form was never called
         assert (await p.stats())["fired"] == 50
-        assert await p.redis.zcard(p.store.names.due) == 0
+        assert await p.index_size() == 0
         assert len(p.intake.capacity) == 0
         assert p.dispatcher.fired_total == 50
 
@@ -63,7 +63,7 @@ async def test_a_failed_item_is_retried_alone(redis_url: str) -> None:
         retry = verdicts[1]
         assert isinstance(retry, Retry)
         assert retry.error == "rec: busy"
-        assert await p.redis.zcard(p.store.names.due) == 1
+        assert await p.index_size() == 1
 
 
 async def test_a_batch_call_that_raises_retries_every_item(redis_url: str) -> None:

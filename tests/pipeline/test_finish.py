@@ -43,4 +43,6 @@ async def test_a_refused_write_is_sent_again_except_for_retries(fresh_redis: Red
         assert await p.record("send_message-1-x") == {}
         retried = await p.record("send_message-2-x")
         assert retried.get("a", "0") == "0"  # the failed attempt was not counted (nor twice)
-        assert await p.redis.exists(p.store.names.lock("send_message-2-x")) == 1  # its lease lapses
+        assert (
+            await p.redis.exists(p.names("send_message-2-x").lock("send_message-2-x")) == 1
+        )  # its lease lapses

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+import pytest
 import redis.asyncio as aioredis
 
 from reminderd.models import Occurrence
@@ -56,10 +57,11 @@ async def test_drain_cancels_at_its_deadline_and_awaits_what_it_cancelled(redis_
         await wait_for(lambda: _seen(gate, 1))
         assert await p.dispatcher.drain(0.05) == 1
         assert len(p.intake.capacity) == 0  # the cancelled task ran its cleanup before drain returned
-        assert await p.redis.exists(p.store.names.lock(KEY)) == 1  # its lease lapses; it comes due again
+        assert await p.redis.exists(p.names(KEY).lock(KEY)) == 1  # its lease lapses; it comes due again
         assert await p.record() != {}
 
 
+@pytest.mark.single_layout
 async def test_timer_disarms_the_trigger_key_before_it_fires_the_reminder(redis_url: str) -> None:
     """The timer takes a trigger key's expiry off just before it is due (no event), then fires on time."""
     rec = Recorder()
@@ -83,6 +85,7 @@ async def _disarmed(p: Pipeline, key: str) -> bool:
     return int(await p.redis.pttl(key)) in (-1, -2)
 
 
+@pytest.mark.single_layout
 async def test_timer_starts_disarming_a_large_burst_early_enough_to_finish_before_it_is_due(
     redis_url: str,
 ) -> None:

@@ -58,7 +58,7 @@ async def test_a_raw_key_fires_once_it_is_gone(redis_url: str) -> None:
         await wait_for(lambda: _due(p, due))
         assert len(await p.step()) == 1
         assert [o.due_at_ms for o in rec.seen] == [due]
-        assert await p.redis.exists(p.store.names.fired(KEY)) == 1
+        assert await p.redis.exists(p.names(KEY).fired(KEY)) == 1
 
 
 async def _gone(p: Pipeline, key: str = KEY) -> bool:
@@ -69,6 +69,7 @@ async def _due(p: Pipeline, due_ms: int) -> bool:
     return await p.now_ms() >= due_ms
 
 
+@pytest.mark.single_layout
 async def test_disarm_leaves_raw_keys_to_their_producers(redis_url: str) -> None:
     """The timer's disarm takes the expiry off the trigger keys of API reminders only, never a raw key's."""
     async with running(redis_url, config(), {"rec": Recorder()}) as p:
@@ -90,7 +91,7 @@ async def test_a_deleted_raw_key_cancels_only_a_raw_unclaimed_reminder(redis_url
         await p.schedule(now + 60_000, key=keys[2])
         await p.raw_key(keys[3])
         await p.redis.delete(keys[0], keys[2], keys[3])
-        await p.redis.set(p.store.names.lock(keys[3]), "other|1", px=60_000)
+        await p.redis.set(p.names(keys[3]).lock(keys[3]), "other|1", px=60_000)
         assert await p.store.raw.forget(keys) == [keys[0]]
         assert await p.due_ms(keys[0]) is None
         assert all([await p.due_ms(k) for k in keys[1:]])
@@ -198,7 +199,7 @@ async def test_a_raw_key_written_again_while_it_fires_is_a_new_reminder(redis_ur
         await wait_for(lambda: _gone(p))
         await wait_for(lambda: _due(p, due))
         await p.step()
-        assert await p.redis.exists(p.store.names.fired(KEY)) == 0
+        assert await p.redis.exists(p.names(KEY).fired(KEY)) == 0
         assert list(p.hints.written) == [KEY]
         assert await p.intake.events.adopt_written_once() == 1
         assert await p.due_ms() == await p.redis.pexpiretime(KEY)

@@ -42,7 +42,7 @@ async def test_one_shot_completes_and_leaves_a_fired_marker(redis_url: str) -> N
         assert [(o.key, o.occurrence, o.attempt) for o in rec.seen] == [(KEY, 1, 1)]
         assert await p.record() == {}
         assert await p.due_ms() is None
-        assert await p.redis.exists(p.store.names.fired(KEY)) == 1
+        assert await p.redis.exists(p.names(KEY).fired(KEY)) == 1
         assert (await p.stats())["fired"] == 1
 
 
@@ -212,7 +212,7 @@ async def test_a_key_no_rule_owns_and_a_poison_payload_are_dead_lettered(redis_u
         now = await p.now_ms()
         await p.schedule(now - 10, key="other_app-1-x")
         await p.schedule(now - 10)
-        await p.redis.hset(p.store.names.record(KEY), mapping={"d": now - 10, "o": 1, "p": "{not json"})
+        await p.redis.hset(p.names(KEY).record(KEY), mapping={"d": now - 10, "o": 1, "p": "{not json"})
         verdicts = await p.step()
         assert sorted(v.reason for v in verdicts if isinstance(v, Dead)) == ["no_rule", "poison_payload"]
         assert sorted(f["reason"] for _, f in await p.dead()) == ["no_rule", "poison_payload"]
@@ -245,5 +245,5 @@ async def test_one_batch_writes_every_kind_of_verdict(redis_url: str) -> None:
         assert await p.due_ms("send_message-1-later") == next(
             v.until_ms for v in verdicts if isinstance(v, Defer)
         )
-        locks = [p.store.names.lock(f"send_message-1-{kind}") for kind in replies]
+        locks = [p.names(f"send_message-1-{kind}").lock(f"send_message-1-{kind}") for kind in replies]
         assert await p.redis.exists(*locks) == 0

@@ -7,12 +7,22 @@ the key builders from ``names.Names``, the separators from ``records``. Then com
 then the script. ``Scripts.__call__`` applies the convention written at the top of
 ``prelude.lua``: the shared keys and the namespace and instance first, the script's own
 keys and arguments after them.
+
+Each script is compiled in two variants from the one source (``source(name, inline)``),
+told apart by a generated ``local INLINE``. Inline (one Redis, one untagged shard): the
+scripts write and delete trigger keys themselves, exactly as they always did. Not inline
+(a shard of a Cluster layout, ``storage/layout.py``): a script never names a trigger key;
+the key builders start from the shard's prefix (``KEYS[1]``, its due index, less
+``:due``), what it knows of trigger keys comes in ``OUTSIDE`` (the caller read them on
+their own nodes: ``storage/triggers.py``) and the keys it would arm are returned beside its
+reply (``ARMS``) for the caller to write after it.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -31,13 +41,14 @@ from reminderd.storage.records import (
     ITEM_END,
     PLAIN_ROW,
     RESET,
+    TOMBSTONE_MS,
     Note,
     RecordField,
     key_of,
 )
 
 _FILES = resources.files(__name__)
-_NS, _M = "\x00ns\x00", "\x00m\x00"  # placeholders: the namespace, the member
+_NS, _SH, _M = "\x00ns\x00", "\x00sh\x00", "\x00m\x00"  # placeholders: namespace, shard, member
 
 
 def lua_string(text: str) -> str:
@@ -46,14 +57,30 @@ def lua_string(text: str) -> str:
     return f"'{body}'"
 
 
-def _concat(template: str) -> str:
-    """A name built by ``Names`` from the placeholders, as a Lua expression over NS and m."""
-    parts = [p for p in re.split(f"({_NS}|{_M})", template) if p]
-    return " .. ".join({_NS: "NS", _M: "m"}.get(p, lua_string(p)) for p in parts)
+def _concat(template: str, shard: str = "NS") -> str:
+    """A name built by ``Names`` from the placeholders, as a Lua expression over NS (or the
+    Lua variable ``shard`` for the shard prefix) and m."""
+    parts = [p for p in re.split(f"({_NS}|{_SH}|{_M})", template) if p]
+    return " .. ".join({_NS: "NS", _SH: shard, _M: "m"}.get(p, lua_string(p)) for p in parts)
 
 
-def _generated() -> str:
-    names = Names(_NS)
+def _variant(inline: bool) -> list[str]:
+    """The lines that differ between the variants: the flag, the shard prefix, the trigger-key
+    state the caller passes (the last argument, JSON) and the keys to arm after the script."""
+    if inline:
+        return ["local INLINE = true", "local OUTSIDE, ARMS = nil, nil"]
+    due_suffix = Names(_SH).due.removeprefix(_SH)
+    return [
+        "local INLINE = false",
+        f"local SHARD = string.sub(KEYS[1], 1, {-len(due_suffix) - 1})",
+        "local OUTSIDE, ARMS = cjson.decode(table.remove(ARGV)), {}",
+        f"local TOMBSTONE_MS = {TOMBSTONE_MS}",
+    ]
+
+
+def _generated(inline: bool = True) -> str:
+    names = Names(_NS) if inline else Names(_SH)  # the shard's keys; Names(_SH).shard is _SH
+    shard = "NS" if inline else "SHARD"
     fields = ", ".join(f"{f.name.lower()} = {lua_string(f.value)}" for f in RecordField)
     builders = {
         "record_key": names.record,
@@ -71,38 +98,63 @@ def _generated() -> str:
         f"local RESET = {RESET}",
         f"local FULL_ROW, PLAIN_ROW = {lua_string(FULL_ROW)}, {lua_string(PLAIN_ROW)}",
         "local NS = ARGV[1]",
-        f"local WAKE = {_concat(names.wake)}",
-        *(f"local function {name}(m) return {_concat(build(_M))} end" for name, build in builders.items()),
+        f"local WAKE = {_concat(Names(_NS).wake)}",
+        *_variant(inline),
+        *(
+            f"local function {name}(m) return {_concat(build(_M), shard)} end"
+            for name, build in builders.items()
+        ),
     ]
     return "\n".join(lines) + "\n"
 
 
 @cache
-def prelude() -> str:
+def prelude(inline: bool = True) -> str:
     """The text every script starts with."""
-    return _generated() + _FILES.joinpath("prelude.lua").read_text()
+    return _generated(inline) + _FILES.joinpath("prelude.lua").read_text()
 
 
 @cache
-def source(name: str) -> str:
-    """The full text of script ``name`` as Redis runs it: prelude, then the script."""
-    return prelude() + _FILES.joinpath(f"{name}.lua").read_text()
+def source(name: str, inline: bool = True) -> str:
+    """The full text of script ``name`` as Redis runs it: prelude, then the script. Not inline,
+    the script runs as a function whose reply goes back with the keys to arm: ``{reply, ARMS}``."""
+    body = _FILES.joinpath(f"{name}.lua").read_text()
+    if inline:
+        return prelude() + body
+    return f"{prelude(False)}local function main()\n{body}\nend\nreturn {{main(), ARMS}}\n"
+
+
+DURABLE = frozenset({"claim_due", "claim_keys", "finish", "mark_done"})  # claims and ledger writes
+Arms = list[tuple[str, int]]  # trigger keys to write after a script: (key, due ms; 0: delete)
 
 
 class Scripts:
-    """The scripts of one namespace on one client, registered by SHA on first use (no I/O)."""
+    """The scripts of one shard on one client, registered by SHA on first use (no I/O).
 
-    def __init__(self, redis: aioredis.Redis, names: Names, durability: Durability | None = None) -> None:
+    ``inline``: the variant whose scripts write trigger keys themselves (one Redis only).
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        names: Names,
+        durability: Durability | None = None,
+        *,
+        inline: bool = True,
+    ) -> None:
         self._redis = redis
         self._durability = durability
         self._names = names
+        self.inline = inline
         self._shared = (names.due, names.stats, names.dead)
         self._loaded: dict[str, AsyncScript] = {}
 
     def reminder_keys(self, member: str) -> list[str]:
-        """KEYS[4..8] of a script about the reminder of index member ``member``."""
+        """KEYS[4..8] of a script about the reminder of index member ``member`` (not inline,
+        KEYS[4] is the shard's due index again: the trigger key is in another slot)."""
         names, key = self._names, key_of(member)
-        return [key, names.record(member), names.lock(member), names.fired(key), names.aux(key)]
+        trigger = key if self.inline else names.due
+        return [trigger, names.record(member), names.lock(member), names.fired(key), names.aux(key)]
 
     async def __call__(
         self,
@@ -111,14 +163,45 @@ class Scripts:
         instance: str = "",
         keys: Sequence[str] = (),
         args: Sequence[str | int] = (),
-        durable: bool = False,
     ) -> Any:
-        """Run script ``name`` under the calling convention; its reply. ``durable``: a claim or
-        a finish, followed by ``WAIT`` when ``redis.wait_replicas`` asks for it."""
+        """Run script ``name`` under the calling convention; its reply. A ``DURABLE`` one is
+        followed by ``WAIT`` when ``redis.wait_replicas`` asks for it."""
+        if not self.inline:
+            reply, _ = await self.call(name, instance=instance, keys=keys, args=args)
+            return reply
+        return await self._execute(name, [*self._shared, *keys], [self._names.namespace, instance, *args])
+
+    async def call(
+        self,
+        name: str,
+        *,
+        instance: str = "",
+        keys: Sequence[str] = (),
+        args: Sequence[str | int] = (),
+        outside: Mapping[str, Sequence[int | str]] | None = None,
+    ) -> tuple[Any, Arms]:
+        """``__call__``, and the trigger keys the script left to arm (always none inline).
+
+        ``outside``: what the caller read of trigger keys (``triggers.TriggerKeys.peek``).
+        """
+        keys, args = [*self._shared, *keys], [self._names.namespace, instance, *args]
+        if self.inline:
+            return await self._execute(name, keys, args), []
+        args.append(json.dumps(outside or {}, separators=(",", ":")))
+        reply = await self._execute(name, keys, args)
+        flat = reply[1]
+        return reply[0], [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def alone(self, name: str, key: str, args: Sequence[str | int]) -> Any:
+        """Run script ``name`` about one daemon-wide ``key`` (its KEYS[4]): KEYS[1..3] name it
+        too, declared and never touched, so the script stays in the key's slot on Cluster."""
+        return await self._execute(name, [key] * 4, [self._names.namespace, "", *args])
+
+    def _execute(self, name: str, keys: list[str], args: list[str | int]) -> Awaitable[Any]:
+        """The script's call (not awaited here: no coroutine of its own on the hot path)."""
         script = self._loaded.get(name)
         if script is None:
-            script = self._loaded[name] = self._redis.register_script(source(name))
-        keys, args = [*self._shared, *keys], [self._names.namespace, instance, *args]
-        if durable and self._durability is not None:
-            return await self._durability.run(self._redis, script, keys, args)
-        return await script(keys=keys, args=args)
+            script = self._loaded[name] = self._redis.register_script(source(name, self.inline))
+        if name in DURABLE and self._durability is not None:
+            return self._durability.run(self._redis, script, keys, args)
+        return script(keys=keys, args=args)

@@ -9,7 +9,15 @@ for i = 4, #ARGV do declared[ARGV[i]] = true end
 for _, m in ipairs(redis.call('SMEMBERS', ONE.aux)) do
   if not declared[m] then return -1 end
 end
-local n = redis.call('DEL', ONE.trigger, ONE.record) + redis.call('ZREM', DUE, ARGV[3])
+local n
+if INLINE then
+  n = redis.call('DEL', ONE.trigger, ONE.record) + redis.call('ZREM', DUE, ARGV[3])
+else
+  -- The caller deletes the trigger key; the fired marker is its tombstone, so a late expired
+  -- event of it is not taken for a new raw key.
+  n = redis.call('DEL', ONE.record) + redis.call('ZREM', DUE, ARGV[3])
+  if n > 0 then redis.call('SET', ONE.fired, now_ms(), 'PX', TOMBSTONE_MS) end
+end
 redis.call('DEL', ONE.lock, ONE.aux)
 for i = 4, #ARGV do
   local at = 9 + (i - 4) * 2

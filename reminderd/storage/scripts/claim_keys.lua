@@ -23,7 +23,7 @@ for i = 7, #ARGV do
     take(m, f, now, lease, out, notes)
   elseif score then
     take(m, plain_fields(score), now, lease, out, notes)
-  elseif redis.call('EXISTS', m) == 1 then
+  elseif alive(m) then
     local got = adopt_key(m, rec, now, max_bytes, maxlen)
     if got == NOTE.oversized then note(notes, m, got) elseif got then note(notes, m, NOTE.alive) end
   elseif redis.call('EXISTS', fired_key(m)) == 1 then

@@ -8,7 +8,9 @@ local cancelled = {}
 for i = 3, #ARGV do
   local k = ARGV[i]
   local rec = record_key(k)
-  if redis.call('HGET', rec, F.raw) == '1' and redis.call('EXISTS', k, lock_key(k)) == 0 then
+  local gone = INLINE and redis.call('EXISTS', k, lock_key(k)) == 0
+    or not INLINE and not alive(k) and redis.call('EXISTS', lock_key(k)) == 0
+  if redis.call('HGET', rec, F.raw) == '1' and gone then
     redis.call('DEL', rec)
     redis.call('ZREM', DUE, k)
     cancelled[#cancelled + 1] = k

@@ -17,13 +17,21 @@
 -- them), so the claim's DEL finds them alive. Auxiliary members (replayed dead letters)
 -- never have one: their key name belongs to the live reminder.
 --
+-- Not INLINE (a shard of a Cluster layout: the trigger key is in another slot), no script
+-- names a trigger key: arm() appends the key and its due time (0: delete it) to ARMS, which
+-- the caller writes after the script (SET ... PXAT, the index first); what a script reads of
+-- a trigger key (alive(), expiry_ms(), read_key()) comes from OUTSIDE, the state the caller
+-- read on the key's own node just before (a key it did not read counts as gone: a raw claim
+-- of claim_due is checked by the caller afterwards); a claim leaves the key (the caller
+-- deletes it only if its expiry is still the claimed due time) and is never LOCK_QUIET.
+--
 -- The lock value is INSTANCE|occurrence, then |flags when the claim learnt something about
 -- the trigger key that the finish needs: LOCK_RAW (a raw key: its TTL is the producer's)
 -- and LOCK_QUIET (the claim deleted it alive, so no expired event of it exists and a
 -- finished one-shot needs no fired marker).
 
 local DUE, STATS, DEAD = KEYS[1], KEYS[2], KEYS[3]
-local ONE = {trigger = KEYS[4], record = KEYS[5], lock = KEYS[6], fired = KEYS[7], aux = KEYS[8]}
+local ONE = {trigger = INLINE and KEYS[4] or nil, record = KEYS[5], lock = KEYS[6], fired = KEYS[7], aux = KEYS[8]}
 local INSTANCE = ARGV[2]
 local CLAIMED_AT = {}
 for i, name in ipairs(CLAIMED) do CLAIMED_AT[name] = i end
@@ -79,6 +87,32 @@ local function holds(lock, occ)
   return holder and our_flags(holder, occ) ~= nil
 end
 
+-- A key's expiry in epoch ms, or -1 (no expiry) or -2 (no key). PEXPIRETIME where Redis
+-- has it (7.0: exact, so a re-read does not drift), else TIME + PTTL.
+local function expiry_ms(k, now)
+  if not INLINE then return OUTSIDE[k] and OUTSIDE[k][1] or -2 end
+  local at = redis.pcall('PEXPIRETIME', k)
+  if type(at) == 'number' then return at end
+  local ttl = redis.call('PTTL', k)
+  if ttl < 0 then return ttl end
+  return now + ttl
+end
+
+-- Whether trigger key `k` exists.
+local function alive(k)
+  if INLINE then return redis.call('EXISTS', k) == 1 end
+  return expiry_ms(k, 0) ~= -2
+end
+
+-- A trigger key's expiry (expiry_ms) and its value, nil when it has no expiry, is gone or
+-- is not a string (then it is no reminder).
+local function read_key(k, now)
+  local at = expiry_ms(k, now)
+  if not INLINE then return at, at > 0 and OUTSIDE[k][2] or nil end
+  if at <= 0 or redis.call('TYPE', k)['ok'] ~= 'string' then return at, nil end
+  return at, redis.call('GET', k)
+end
+
 -- The trigger-key rule above, for a member whose due time is now `due`. The key is written
 -- by RESTORE with an absolute TTL, which raises a `restore` event where `SET ... PXAT` raises
 -- `expire`: the daemons' subscribers adopt the keys of `expire` events (a raw key written
@@ -89,6 +123,11 @@ end
 local one_dumped  -- nil: not tried in this call; false: refused here
 local function arm(m, due, now)
   if is_aux(m) then return end
+  if not INLINE then
+    ARMS[#ARMS + 1] = m
+    ARMS[#ARMS + 1] = tonumber(due) <= now and '0' or due
+    return
+  end
   if tonumber(due) <= now then
     redis.call('DEL', m)
     return
@@ -173,7 +212,7 @@ local function put(m, r, now, k)
   local plain = is_plain(m, r)
   if plain and r.only_if_absent ~= '1' and put_fresh(m, r.due, now, k) then return 1 end
   local old = current_occurrence(m, rec)
-  if r.only_if_absent == '1' and (old or (not aux and redis.call('EXISTS', m) == 1)) then return nil end
+  if r.only_if_absent == '1' and (old or (not aux and alive(m))) then return nil end
   if old then redis.call('DEL', k and k.lock or lock_key(m), rec) end
   if plain and not old then
     put_fresh(m, r.due, now, k)
@@ -207,16 +246,6 @@ local function wake_if_earlier(lowest, earliest)
   if lowest ~= nil and (earliest == nil or lowest < earliest) then
     redis.call('PUBLISH', WAKE, string.format('%d', lowest))
   end
-end
-
--- A key's expiry in epoch ms, or -1 (no expiry) or -2 (no key). PEXPIRETIME where Redis
--- has it (7.0: exact, so a re-read does not drift), else TIME + PTTL.
-local function expiry_ms(k, now)
-  local at = redis.pcall('PEXPIRETIME', k)
-  if type(at) == 'number' then return at end
-  local ttl = redis.call('PTTL', k)
-  if ttl < 0 then return ttl end
-  return now + ttl
 end
 
 -- Append to a claim reply's notes: what happened to `m` besides a claim (NOTE table above).
@@ -271,7 +300,7 @@ local function take(m, f, now, lease, out, notes)
     end
   else
     -- A held lock means its claim deleted the trigger key already: this DEL changes nothing then.
-    local flags = redis.call('DEL', m) == 1 and LOCK_QUIET or ''
+    local flags = INLINE and redis.call('DEL', m) == 1 and LOCK_QUIET or ''
     if not redis.call('SET', lock, lock_value(occ, flags), 'NX', 'PX', lease) then return end
   end
   redis.call('ZADD', DUE, now + lease, m)
@@ -343,18 +372,18 @@ end
 -- Adopt the live raw key `k` (no record yet, record key `rec`) at its own expiry, so it is
 -- indexed and survives daemon downtime. A value that is a JSON object becomes the payload;
 -- one longer than `max_bytes` is dead-lettered (reason payload_too_large) and its key
--- deleted, so it neither fires without its payload nor comes back each scan. Returns the
--- due time, NOTE.oversized, or nil (no expiry, gone, not a string: not a reminder).
+-- deleted (not INLINE: by the caller), so it neither fires without its payload nor comes
+-- back each scan. Returns the due time, NOTE.oversized, or nil (no expiry, gone, not a
+-- string: not a reminder).
 local function adopt_key(k, rec, now, max_bytes, maxlen)
-  local at = expiry_ms(k, now)
-  if at <= 0 or redis.call('TYPE', k)['ok'] ~= 'string' then return nil end
-  local v = redis.call('GET', k)
+  local at, v = read_key(k, now)
+  if v == nil then return nil end
   local object = string.sub(v, 1, 1) == '{'
   if object and #v > max_bytes then
     dead_letter({key = k, occurrence = 1, reason = 'payload_too_large', attempts = 0, pending = '', done = '',
       error = string.format('payload is %d bytes, above the limit of %d bytes', #v, max_bytes),
       payload = '{}', due = at}, now, maxlen)
-    redis.call('DEL', k)
+    if INLINE then redis.call('DEL', k) end
     return NOTE.oversized
   end
   local fields = {F.due, at, F.occurrence, 1, F.raw, 1}

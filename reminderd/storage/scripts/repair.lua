@@ -7,7 +7,7 @@ local now = now_ms()
 local n = 0
 for i = 3, #ARGV do
   local m = ARGV[i]
-  if not is_aux(m) and redis.call('EXISTS', m) == 0 then
+  if not is_aux(m) and not alive(m) then
     local d = redis.call('HGET', record_key(m), F.due) or redis.call('ZSCORE', DUE, m)
     if d and tonumber(d) > now then
       arm(m, d, now)
