@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+
+
+def _none_running(key: str) -> bool:
+    return False
 
 
 class KeyQueue(dict[str, float]):
@@ -38,9 +43,24 @@ class Hints:
         self.planned_wake_ms = 0  # Redis-clock instant the timer next wakes at (written by intake)
         self.reconnected = asyncio.Event()  # events may have been lost: flags to re-apply
         self.gap = asyncio.Event()  # events may have been lost: a full adoption pass
+        # Whether a raw occurrence of a key is in flight here (intake sets Capacity.holds_raw).
+        self.running: Callable[[str], bool] = _none_running
+        self.expired_in_flight = 0  # expired events dropped because their key runs here
 
     def key_expired(self, key: str) -> None:
-        """An expired event announced ``key`` (never blocks the subscriber)."""
+        """An expired event announced ``key`` (never blocks the subscriber).
+
+        Not queued while a raw occurrence of ``key`` runs here: its claim holds the lock, so
+        a claim from the event would change nothing (``claim_keys.lua``: the lock is not
+        won). Such events are the claim's own doing: a raw key is claimed once it is gone,
+        and reading its expiry makes Redis expire it and publish the event (active expiry
+        publishes it just before). A burst of raw keys so costs no second round trip per
+        key. Only raw claims: an API claim deletes its key alive (no event of it exists),
+        so an event while it runs is of a new raw key, which must not be dropped.
+        """
+        if self.running(key):
+            self.expired_in_flight += 1
+            return
         self.expired.add(key)
 
     def due_at(self, due_ms: int | None = None) -> None:

@@ -85,7 +85,7 @@ class Subscriber:
                 if msg is not None:
                     self._dispatch(msg, confirmed, expected)
                 for reply in _buffered(pubsub):
-                    self._dispatch(_as_message(reply), confirmed, expected)
+                    self._on_reply(reply, confirmed, expected)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -100,6 +100,17 @@ class Subscriber:
                 self._on_expired(msg["data"])
             elif channel == self.names.wake:
                 self.hints.due_at(_int_or_none(msg["data"]))
+
+    def _on_reply(self, reply: list[Any], confirmed: set[str], expected: set[str]) -> None:
+        """A raw reply read from the socket: key events straight to their handlers (a burst
+        brings them by the hundred thousand), anything else in ``get_message``'s shape."""
+        kind = reply[0]
+        if kind == "pmessage":
+            self._on_key_event(reply[2][len(self.keyspace) :], reply[3])
+        elif kind == "message" and reply[1] == self.channel:
+            self._on_expired(reply[2])
+        else:
+            self._dispatch(_as_message(reply), confirmed, expected)
 
     def _on_key_event(self, key: str, event: str) -> None:
         # An expiry comes through the expired channel, which works with the flags Ex alone

@@ -114,6 +114,33 @@ async def test_del_events_of_keys_running_here_need_no_round_trip(redis_url: str
         gate.opened.set()
 
 
+async def test_expired_events_of_raw_keys_running_here_are_not_queued(redis_url: str) -> None:
+    """The expired event a raw claim raises itself (reading the gone key's expiry) is dropped
+    while that occurrence runs here; an API claim's key is not dropped (it was deleted alive,
+    so an event while it runs is of a new raw key)."""
+    gate = Gate()
+    async with running(redis_url, config(), {"rec": gate}) as p:
+        await p.raw_key(KEY, ttl_ms=60_000)
+        await p.come_due()
+        await p.redis.delete(KEY)
+        api_key = "send_message-u2-api"
+        await p.schedule(await p.now_ms() - 1, key=api_key)
+        assert await p.intake.sweep_once() == 2
+        assert len(p.intake.capacity) == 2  # both run, held at the gate
+        p.hints.key_expired(KEY)  # as the subscriber leaves an expired event
+        p.hints.key_expired(api_key)
+        assert (KEY in p.hints.expired, api_key in p.hints.expired) == (False, True)
+        assert p.hints.expired_in_flight == 1
+        gate.opened.set()
+        await wait_for(lambda: _fired_count(p, 2))
+        p.hints.key_expired(KEY)  # once it has ended, an event is queued again
+        assert KEY in p.hints.expired
+
+
+async def _fired_count(p: Pipeline, count: int) -> bool:
+    return (await p.stats()).get("fired", 0) == count
+
+
 async def _script_calls(p: Pipeline) -> int:
     stats = await p.redis.info("commandstats")
     return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
