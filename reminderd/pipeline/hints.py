@@ -58,10 +58,15 @@ class Hints:
         key. Only raw claims: an API claim deletes its key alive (no event of it exists),
         so an event while it runs is of a new raw key, which must not be dropped.
         """
+        if not self.in_flight(key):
+            self.expired.add(key)
+
+    def in_flight(self, key: str) -> bool:
+        """Whether a raw occurrence of ``key`` runs here, so its expired event is dropped (counted)."""
         if self.running(key):
             self.expired_in_flight += 1
-            return
-        self.expired.add(key)
+            return True
+        return False
 
     def due_at(self, due_ms: int | None = None) -> None:
         """Something comes due at ``due_ms`` (None: now); wake the timer if that is before its plan."""

@@ -32,6 +32,7 @@ from reminderd.pipeline.runtime import Context
 from reminderd.storage.names import expired_channel, keyspace_prefix, trigger_pattern
 
 log = structlog.get_logger("reminderd.pipeline.subscriber")
+_TAKEN = frozenset(("expire", "del"))  # the keyspace events read (the rest: see the docstring)
 
 
 class Subscriber:
@@ -106,7 +107,8 @@ class Subscriber:
         brings them by the hundred thousand), anything else in ``get_message``'s shape."""
         kind = reply[0]
         if kind == "pmessage":
-            self._on_key_event(reply[2][len(self.keyspace) :], reply[3])
+            if reply[3] in _TAKEN:  # a raw key's expiry also comes here: read on the expired channel
+                self._on_key_event(reply[2][len(self.keyspace) :], reply[3])
         elif kind == "message" and reply[1] == self.channel:
             self._on_expired(reply[2])
         else:
@@ -142,6 +144,8 @@ class Subscriber:
             fut = self.canaries.pop(key, None)
             if fut is not None and not fut.done():
                 fut.set_result(None)
+            return
+        if self.hints.in_flight(key):  # a raw key claimed here: no parse needed either
             return
         if self._trigger(key):
             self.hints.key_expired(key)
