@@ -31,6 +31,14 @@ class KeyQueue(dict[str, float]):
         self.setdefault(key, time.monotonic())
         self.ready.set()
 
+    def add_many(self, keys: list[str]) -> None:
+        """Queue ``keys``, read from the socket together (one arrival time for them all)."""
+        if keys:
+            now = time.monotonic()
+            for key in keys:
+                self.setdefault(key, now)
+            self.ready.set()
+
 
 class Hints:
     """Keys waiting for intake, the timer's wake-up, new connections and adoption gaps."""
