@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import cache
 from itertools import islice
 
 import structlog
 from redis.exceptions import RedisError
 
+from reminderd.config.model import RuleSettings
 from reminderd.core.trigger_keys import MAX_KEY_BYTES, TriggerKey, parse_key
 from reminderd.pipeline.clock import RedisClock
 from reminderd.pipeline.dispatch import Dispatcher
@@ -149,13 +150,15 @@ class EventBatches:
         ledger and fire the reminder again. Half the window leaves room for the gap between
         the completion and the event's arrival. A held key that cannot be proven is noted lost.
         """
-        oldest_fresh = time.monotonic() - self.ctx.settings.daemon.raw_dedupe_window_ms / 2000
+        settings = self.ctx.settings
+        oldest_fresh = time.monotonic() - settings.daemon.raw_dedupe_window_ms / 2000
+        never = _never_rules(settings.rules)  # none by default: then no key needs parsing here
         fire, hold, reasons = [], [], {}
+        queued = self.hints.expired
         for key in batch:
-            rule = self.ctx.settings.rules.get(rule_of(self.ctx, key))
-            if self.hints.expired[key] < oldest_fresh:
+            if queued[key] < oldest_fresh:
                 reasons[key] = "stale_event"
-            elif rule is not None and rule.unseen_raw == "never":
+            elif never and rule_of(self.ctx, key) in never:
                 reasons[key] = "unseen_raw_never"
             else:
                 fire.append(key)
@@ -195,6 +198,11 @@ class EventBatches:
             self.ctx.metrics.raw_outcome(rule, "cancelled")
             log.info("reminder.cancelled", key=key, rule=rule, reason="deleted")
         return len(cancelled)
+
+
+def _never_rules(rules: Mapping[str, RuleSettings]) -> frozenset[str]:
+    """The rules whose raw keys never seen alive are not fired on their event alone."""
+    return frozenset(name for name, rule in rules.items() if rule.unseen_raw == "never")
 
 
 async def _drain(queue: KeyQueue, once: _Once) -> None:
