@@ -11,10 +11,11 @@ nothing is dropped without a count, and a reminder that is lost says so with its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import cache
-from itertools import islice
+from itertools import islice, takewhile
 
 import structlog
 from redis.exceptions import RedisError
@@ -31,6 +32,7 @@ log = structlog.get_logger("reminderd.pipeline.events")
 EVENT_BATCH = 500
 ADOPT_BATCH = 1000
 RETRY_S = 0.2  # a failed batch stays queued and is tried again after this pause
+DEFER_SHARE = 0.4  # of raw_dedupe_window: how long an expired event leaves a backlog to the sweep
 _Once = Callable[[], Awaitable[int]]
 
 
@@ -117,8 +119,9 @@ class EventBatches:
         """Claim one batch of expired-event keys (waiting for a free slot); how many were claimed."""
         capacity = self.dispatcher.capacity
         await capacity.room(1)
-        batch = list(islice(self.hints.expired, min(EVENT_BATCH, capacity.free())))
-        if not batch:  # a sweep claimed them while we waited for room
+        batch = self._ready(min(EVENT_BATCH, capacity.free()))
+        if not batch:  # a sweep claimed them while we waited for room, or they wait for it
+            await self._wait_for_sweep()
             return 0
         fire, hold, reasons = self._split(batch)
         claims = []
@@ -140,6 +143,41 @@ class EventBatches:
         for key in batch:
             self.hints.expired.pop(key, None)
         return self.dispatcher.submit(claims, "event")
+
+    def _defer_s(self) -> float:
+        """How long an expired event waits for the sweep while the index holds a backlog:
+        ``DEFER_SHARE`` of ``raw_dedupe_window``, short of the half that makes it stale
+        (``_split``), so a key never seen alive is still claimed from a fresh event."""
+        return self.ctx.settings.daemon.raw_dedupe_window_ms * DEFER_SHARE / 1000
+
+    def _ready(self, limit: int) -> list[str]:
+        """Up to ``limit`` queued keys to claim from their events, oldest first.
+
+        While the sweep's claims come back full, the index holds more due work than this
+        daemon runs, and the sweep claims it in due order (dropping each claimed key's queued
+        event). In a burst of raw keys, Redis expires them all within about a second and their
+        events would claim the same keys a second way, in competition with the sweep, each
+        one read, queued, packed and sent: measured, that made a 100,000 raw burst drain a
+        fifth slower. So during a backlog an event is claimed only after ``_defer_s``: what
+        is still queued then is a key the index does not hold (never seen alive) or one the
+        sweep has not reached yet, both claimed as before.
+        """
+        queued = self.hints.expired
+        if not self.hints.backlog:
+            return list(islice(queued, limit))
+        cutoff = time.monotonic() - self._defer_s()
+        return list(islice(takewhile(lambda key: queued[key] <= cutoff, queued), limit))
+
+    async def _wait_for_sweep(self) -> None:
+        """Wait until the backlog ends or the oldest queued event has waited ``_defer_s``."""
+        queued = self.hints.expired
+        if not (self.hints.backlog and queued):
+            return
+        oldest = queued[next(iter(queued))]
+        wait_s = oldest + self._defer_s() - time.monotonic()
+        if wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hints.caught_up.wait(), wait_s)
 
     def _split(self, batch: list[str]) -> tuple[list[str], list[str], dict[str, str]]:
         """(fire, hold, reasons): which record-less gone keys may fire on their event alone.

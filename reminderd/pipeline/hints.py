@@ -54,6 +54,8 @@ class Hints:
         # Whether a raw occurrence of a key is in flight here (intake sets Capacity.holds_raw).
         self.running: Callable[[str], bool] = _none_running
         self.expired_in_flight = 0  # expired events dropped because their key runs here
+        self.backlog = False  # the sweep's last claim came back full: the index holds more due
+        self.caught_up = asyncio.Event()  # set when the sweep finds the index drained again
 
     def key_expired(self, key: str) -> None:
         """An expired event announced ``key`` (never blocks the subscriber).
@@ -75,6 +77,14 @@ class Hints:
             self.expired_in_flight += 1
             return True
         return False
+
+    def swept(self, full: bool) -> None:
+        """The sweep's last claim came back full (due work left in the index) or short (none)."""
+        self.backlog = full
+        if full:
+            self.caught_up.clear()
+        else:
+            self.caught_up.set()
 
     def due_at(self, due_ms: int | None = None) -> None:
         """Something comes due at ``due_ms`` (None: now); wake the timer if that is before its plan."""

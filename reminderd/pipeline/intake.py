@@ -69,6 +69,7 @@ class Intake:
             for claim in claims:
                 self.hints.expired.pop(claim.key, None)  # claimed: its queued expired event is moot
             total += self.dispatcher.submit(claims, source)
+            self.hints.swept(full=len(claims) == limit)
             if len(claims) < limit:
                 break
         self.last_sweep_ms = self.clock.now_ms()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -135,6 +136,22 @@ async def test_expired_events_of_raw_keys_running_here_are_not_queued(redis_url:
         await wait_for(lambda: _fired_count(p, 2))
         p.hints.key_expired(KEY)  # once it has ended, an event is queued again
         assert KEY in p.hints.expired
+
+
+async def test_during_a_backlog_expired_events_leave_indexed_keys_to_the_sweep(redis_url: str) -> None:
+    """While the sweep's claims come back full, an expired event waits (0.4 of the dedupe window)
+    for the sweep to claim its key; the sweep drops it, and one still queued then is claimed."""
+    rec = Recorder()
+    async with running(redis_url, config(daemon={"raw_dedupe_window": "2s"}), {"rec": rec}) as p:
+        p.hints.swept(full=True)  # as a sweep that found more due work than it could claim
+        started = time.monotonic()
+        assert await p.expired(KEY) == 0  # a key never seen alive: waited for the sweep first
+        assert 0.75 <= time.monotonic() - started < 3
+        assert KEY in p.hints.expired
+        assert await p.expired(KEY, age_s=0.85) == 1  # waited its share, not stale: claimed from its event
+        assert len(rec.seen) == 1
+        p.hints.swept(full=False)  # the index is drained: events are claimed at once again
+        assert await p.expired("send_message-7-other") == 1
 
 
 async def _fired_count(p: Pipeline, count: int) -> bool:
