@@ -55,6 +55,7 @@ class Hints:
         self.running: Callable[[str], bool] = _none_running
         self.expired_in_flight = 0  # expired events dropped because their key runs here
         self.backlog = False  # the sweep's last claim came back full: the index holds more due
+        self.unadopted: set[str] = set()  # expired keys whose expire event still awaits adoption
         self.caught_up = asyncio.Event()  # set when the sweep finds the index drained again
 
     def key_expired(self, key: str) -> None:
@@ -70,6 +71,15 @@ class Hints:
         """
         if not self.in_flight(key):
             self.expired.add(key)
+
+    def keys_expired(self, keys: list[str]) -> None:
+        """Expired events announced ``keys`` (read together, none running here). A key whose
+        write is still queued for adoption is not in the index yet: noted, so a backlog
+        does not hold its claim back (``EventBatches``)."""
+        self.expired.add_many(keys)
+        written = self.written
+        if written:
+            self.unadopted.update(key for key in keys if key in written)
 
     def in_flight(self, key: str) -> bool:
         """Whether a raw occurrence of ``key`` runs here, so its expired event is dropped (counted)."""

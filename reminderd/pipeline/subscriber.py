@@ -157,7 +157,7 @@ class Subscriber:
                     fut.set_result(None)
             elif not in_flight(key) and self._trigger(key):
                 fresh.append(key)
-        self.hints.expired.add_many(fresh)
+        self.hints.keys_expired(fresh)
 
     def _trigger(self, key: str) -> bool:
         """Whether ``key`` is a trigger key (a rejection is counted, and logged as _reject says)."""

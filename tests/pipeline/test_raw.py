@@ -150,6 +150,11 @@ async def test_during_a_backlog_expired_events_leave_indexed_keys_to_the_sweep(r
         assert KEY in p.hints.expired
         assert await p.expired(KEY, age_s=0.85) == 1  # waited its share, not stale: claimed from its event
         assert len(rec.seen) == 1
+        p.hints.written.add("send_message-8-late")  # its write not adopted yet: not in the index
+        p.hints.keys_expired(["send_message-8-late"])
+        started = time.monotonic()
+        assert await p.intake.events.claim_expired_once() == 1  # so not held back
+        assert time.monotonic() - started < 0.5
         p.hints.swept(full=False)  # the index is drained: events are claimed at once again
         assert await p.expired("send_message-7-other") == 1
 
