@@ -11,7 +11,6 @@ nothing is dropped without a count, and a reminder that is lost says so with its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import cache
@@ -179,15 +178,21 @@ class EventBatches:
         return batch
 
     async def _wait_for_sweep(self) -> None:
-        """Wait until the backlog ends or the oldest queued event has waited ``_defer_s``."""
-        queued = self.hints.expired
-        if not (self.hints.backlog and queued):
+        """Wait until the backlog ends, a key not in the index is queued, or the oldest queued
+        event has waited ``_defer_s``."""
+        hints, queued = self.hints, self.hints.expired
+        hints.urgent.clear()
+        if not (hints.backlog and queued) or hints.unadopted:
             return
         oldest = queued[next(iter(queued))]
         wait_s = oldest + self._defer_s() - time.monotonic()
         if wait_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.hints.caught_up.wait(), wait_s)
+            waits = [asyncio.ensure_future(event.wait()) for event in (hints.caught_up, hints.urgent)]
+            try:
+                await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
 
     def _split(self, batch: list[str]) -> tuple[list[str], list[str], dict[str, str]]:
         """(fire, hold, reasons): which record-less gone keys may fire on their event alone.

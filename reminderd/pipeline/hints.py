@@ -56,6 +56,7 @@ class Hints:
         self.expired_in_flight = 0  # expired events dropped because their key runs here
         self.backlog = False  # the sweep's last claim came back full: the index holds more due
         self.unadopted: set[str] = set()  # expired keys whose expire event still awaits adoption
+        self.urgent = asyncio.Event()  # set when such a key is queued: no backlog holds it back
         self.caught_up = asyncio.Event()  # set when the sweep finds the index drained again
 
     def key_expired(self, key: str) -> None:
@@ -79,7 +80,10 @@ class Hints:
         self.expired.add_many(keys)
         written = self.written
         if written:
-            self.unadopted.update(key for key in keys if key in written)
+            late = [key for key in keys if key in written]
+            if late:
+                self.unadopted.update(late)
+                self.urgent.set()
 
     def in_flight(self, key: str) -> bool:
         """Whether a raw occurrence of ``key`` runs here, so its expired event is dropped (counted)."""

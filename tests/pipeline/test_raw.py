@@ -150,13 +150,23 @@ async def test_during_a_backlog_expired_events_leave_indexed_keys_to_the_sweep(r
         assert KEY in p.hints.expired
         assert await p.expired(KEY, age_s=0.85) == 1  # waited its share, not stale: claimed from its event
         assert len(rec.seen) == 1
+        p.hints.expired["send_message-9-young"] = time.monotonic()  # waits for the sweep
+        p.hints.urgent.set()
+        waiting = asyncio.create_task(p.intake.events.claim_expired_once())
+        await wait_for(lambda: _urgent_cleared(p))  # it waits now
+        started = time.monotonic()
         p.hints.written.add("send_message-8-late")  # its write not adopted yet: not in the index
         p.hints.keys_expired(["send_message-8-late"])
-        started = time.monotonic()
+        assert await asyncio.wait_for(waiting, 3) == 0  # woken at once, not after the deferral
         assert await p.intake.events.claim_expired_once() == 1  # so not held back
         assert time.monotonic() - started < 0.5
+        assert "send_message-9-young" in p.hints.expired
         p.hints.swept(full=False)  # the index is drained: events are claimed at once again
-        assert await p.expired("send_message-7-other") == 1
+        assert await p.expired("send_message-7-other") == 2  # with the young one still queued
+
+
+async def _urgent_cleared(p: Pipeline) -> bool:
+    return not p.hints.urgent.is_set()
 
 
 async def _fired_count(p: Pipeline, count: int) -> bool:
