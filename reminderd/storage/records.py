@@ -229,9 +229,8 @@ class Claimed:
 
 def parse_claims(res: list[Any]) -> Claimed:
     """Parse a claim script's flat reply: Redis now, the notes, then per claim its member and
-    either ``FULL_ROW`` and CLAIM_FIELDS or, for a plain one-shot (no record before its claim),
-    ``PLAIN_ROW`` (or ``RAW_ROW``, a plain raw one-shot) and its due time: three values
-    instead of a dozen, on both sides of the wire."""
+    either ``FULL_ROW`` and CLAIM_FIELDS or, for a plain (``PLAIN_ROW``) or plain raw (``RAW_ROW``)
+    one-shot, its due time alone: three values instead of a dozen, on both sides of the wire."""
     now, flat = int(res[0]), res[1]
     notes = tuple((str(flat[i]), Note(flat[i + 1])) for i in range(0, len(flat), 2))
     width = 1 + len(CLAIM_FIELDS)
