@@ -781,6 +781,25 @@ async def test_adopt_records_raw_keys_with_ttl(store: Store, r: aioredis.Redis) 
     assert await r.hget(NAMES.record("send_message-7-known"), "r") is None
 
 
+async def test_claims_of_raw_keys_read_back_what_adoption_wrote(store: Store, r: aioredis.Redis) -> None:
+    """A raw key adopted without a payload is claimed as a short row (its due time alone), one
+    with a JSON payload as a full row; both claims are raw, with the due time of the key."""
+    await r.set("send_message-1-plain", "1", px=50)
+    await r.set("send_message-2-json", '{"a":1}', px=50)
+    await store.raw.adopt(["send_message-1-plain", "send_message-2-json"], payload_max_bytes=1000)
+    dues = {
+        k: int(await r.hget(NAMES.record(k), "d") or 0)
+        for k in ("send_message-1-plain", "send_message-2-json")
+    }
+    await wait_past(r, max(dues.values()) + 5)
+    claims = {c.member: c for c in (await store.claim_due("A", limit=10, lease_ms=30_000)).claims}
+    for key, payload in (("send_message-1-plain", ""), ("send_message-2-json", '{"a":1}')):
+        c = claims[key]
+        assert (c.raw, c.payload_json, c.occurrence, c.attempts) == (True, payload, 1, 0)
+        assert (c.due_at_ms, c.nominal_due_ms, c.schedule) == (dues[key], dues[key], Once(dues[key]))
+        assert await r.get(NAMES.lock(key)) == "A|1|r"
+
+
 async def test_repair_recreates_trigger_keys(store: Store, r: aioredis.Redis) -> None:
     """Repair re-creates vanished future trigger keys, of a record-less entry too (due at its score)."""
     now = await redis_now(r)

@@ -139,6 +139,7 @@ class Capacity:
         self._ctx = ctx
         self._in_flight: dict[tuple[str, int], Claim] = {}
         self._members: dict[str, int] = {}  # member -> its occurrences in flight
+        self._raw: dict[str, int] = {}  # member -> its raw occurrences in flight
         self._freed = asyncio.Event()
         self.throttle = Throttle()
         self.probe = LagProbe(self)
@@ -180,19 +181,25 @@ class Capacity:
             return False
         self._in_flight[ident] = claim
         self._members[claim.member] = self._members.get(claim.member, 0) + 1
+        if claim.raw:
+            self._raw[claim.member] = self._raw.get(claim.member, 0) + 1
         return True
 
     def remove(self, claim: Claim) -> None:
         """``claim`` has ended: its slot is free again."""
         if self._in_flight.pop((claim.member, claim.occurrence), None) is not None:
-            left = self._members.pop(claim.member) - 1
-            if left:
-                self._members[claim.member] = left
+            _count_down(self._members, claim.member)
+            if claim.raw:
+                _count_down(self._raw, claim.member)
         self._freed.set()
 
     def holds(self, member: str) -> bool:
         """Whether an occurrence of ``member`` is in flight here (its claim took the lock)."""
         return member in self._members
+
+    def holds_raw(self, member: str) -> bool:
+        """Whether a raw occurrence of ``member`` is in flight here (claimed once its key was gone)."""
+        return member in self._raw
 
     def leases(self) -> list[tuple[str, int]]:
         """(member, occurrence) of everything in flight, for lease renewal."""
@@ -207,3 +214,9 @@ class Capacity:
     def close(self) -> None:
         """Stop the lag probe (the daemon's drain; a stopped loop drops it anyway)."""
         self.probe.stop()
+
+
+def _count_down(counts: dict[str, int], member: str) -> None:
+    left = counts.pop(member) - 1
+    if left:
+        counts[member] = left

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import cache
-from itertools import islice
+from itertools import islice, takewhile
 
 import structlog
 from redis.exceptions import RedisError
 
+from reminderd.config.model import RuleSettings
 from reminderd.core.trigger_keys import MAX_KEY_BYTES, TriggerKey, parse_key
 from reminderd.pipeline.clock import RedisClock
 from reminderd.pipeline.dispatch import Dispatcher
@@ -30,6 +31,7 @@ log = structlog.get_logger("reminderd.pipeline.events")
 EVENT_BATCH = 500
 ADOPT_BATCH = 1000
 RETRY_S = 0.2  # a failed batch stays queued and is tried again after this pause
+DEFER_SHARE = 0.4  # of raw_dedupe_window: how long an expired event leaves a backlog to the sweep
 _Once = Callable[[], Awaitable[int]]
 
 
@@ -116,8 +118,9 @@ class EventBatches:
         """Claim one batch of expired-event keys (waiting for a free slot); how many were claimed."""
         capacity = self.dispatcher.capacity
         await capacity.room(1)
-        batch = list(islice(self.hints.expired, min(EVENT_BATCH, capacity.free())))
-        if not batch:  # a sweep claimed them while we waited for room
+        batch = self._ready(min(EVENT_BATCH, capacity.free()))
+        if not batch:  # a sweep claimed them while we waited for room, or they wait for it
+            await self._wait_for_sweep()
             return 0
         fire, hold, reasons = self._split(batch)
         claims = []
@@ -140,6 +143,57 @@ class EventBatches:
             self.hints.expired.pop(key, None)
         return self.dispatcher.submit(claims, "event")
 
+    def _defer_s(self) -> float:
+        """How long an expired event waits for the sweep while the index holds a backlog:
+        ``DEFER_SHARE`` of ``raw_dedupe_window``, short of the half that makes it stale
+        (``_split``), so a key never seen alive is still claimed from a fresh event."""
+        return self.ctx.settings.daemon.raw_dedupe_window_ms * DEFER_SHARE / 1000
+
+    def _ready(self, limit: int) -> list[str]:
+        """Up to ``limit`` queued keys to claim from their events, oldest first.
+
+        While the sweep's claims come back full, the index holds more due work than this
+        daemon runs, and the sweep claims it in due order (dropping each claimed key's queued
+        event). In a burst of raw keys, Redis expires them all within about a second and their
+        events would claim the same keys a second way, in competition with the sweep, each
+        one read, queued, packed and sent: measured, that made a 100,000 raw burst drain a
+        fifth slower. So during a backlog an event is claimed only after ``_defer_s``: what
+        is still queued then is a key the index does not hold (never seen alive) or one the
+        sweep has not reached yet, both claimed as before. A key whose write had not been
+        adopted when it expired (``Hints.unadopted``) is not in the index: claimed at once.
+        """
+        queued, unadopted = self.hints.expired, self.hints.unadopted
+        if not self.hints.backlog:
+            unadopted.clear()
+            return list(islice(queued, limit))
+        batch: list[str] = []
+        while unadopted and len(batch) < limit:
+            key = unadopted.pop()
+            if key in queued:
+                batch.append(key)
+        cutoff = time.monotonic() - self._defer_s()
+        aged = takewhile(lambda key: queued[key] <= cutoff, queued)
+        chosen = set(batch)
+        batch += islice((key for key in aged if key not in chosen), limit - len(batch))
+        return batch
+
+    async def _wait_for_sweep(self) -> None:
+        """Wait until the backlog ends, a key not in the index is queued, or the oldest queued
+        event has waited ``_defer_s``."""
+        hints, queued = self.hints, self.hints.expired
+        hints.urgent.clear()
+        if not (hints.backlog and queued) or hints.unadopted:
+            return
+        oldest = queued[next(iter(queued))]
+        wait_s = oldest + self._defer_s() - time.monotonic()
+        if wait_s > 0:
+            waits = [asyncio.ensure_future(event.wait()) for event in (hints.caught_up, hints.urgent)]
+            try:
+                await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
     def _split(self, batch: list[str]) -> tuple[list[str], list[str], dict[str, str]]:
         """(fire, hold, reasons): which record-less gone keys may fire on their event alone.
 
@@ -149,13 +203,15 @@ class EventBatches:
         ledger and fire the reminder again. Half the window leaves room for the gap between
         the completion and the event's arrival. A held key that cannot be proven is noted lost.
         """
-        oldest_fresh = time.monotonic() - self.ctx.settings.daemon.raw_dedupe_window_ms / 2000
+        settings = self.ctx.settings
+        oldest_fresh = time.monotonic() - settings.daemon.raw_dedupe_window_ms / 2000
+        never = _never_rules(settings.rules)  # none by default: then no key needs parsing here
         fire, hold, reasons = [], [], {}
+        queued = self.hints.expired
         for key in batch:
-            rule = self.ctx.settings.rules.get(rule_of(self.ctx, key))
-            if self.hints.expired[key] < oldest_fresh:
+            if queued[key] < oldest_fresh:
                 reasons[key] = "stale_event"
-            elif rule is not None and rule.unseen_raw == "never":
+            elif never and rule_of(self.ctx, key) in never:
                 reasons[key] = "unseen_raw_never"
             else:
                 fire.append(key)
@@ -195,6 +251,11 @@ class EventBatches:
             self.ctx.metrics.raw_outcome(rule, "cancelled")
             log.info("reminder.cancelled", key=key, rule=rule, reason="deleted")
         return len(cancelled)
+
+
+def _never_rules(rules: Mapping[str, RuleSettings]) -> frozenset[str]:
+    """The rules whose raw keys never seen alive are not fired on their event alone."""
+    return frozenset(name for name, rule in rules.items() if rule.unseen_raw == "never")
 
 
 async def _drain(queue: KeyQueue, once: _Once) -> None:

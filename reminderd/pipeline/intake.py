@@ -42,6 +42,7 @@ class Intake:
         self.clock = RedisClock()
         self.dispatcher = Dispatcher(ctx, self.clock, finisher, group)
         self.capacity = self.dispatcher.capacity
+        hints.running = self.capacity.holds_raw
         self.events = EventBatches(ctx, hints, self.dispatcher, self.clock)
         self.last_sweep_ms = 0
         self._disarmed_until_ms = 0
@@ -68,6 +69,7 @@ class Intake:
             for claim in claims:
                 self.hints.expired.pop(claim.key, None)  # claimed: its queued expired event is moot
             total += self.dispatcher.submit(claims, source)
+            self.hints.swept(full=len(claims) == limit)
             if len(claims) < limit:
                 break
         self.last_sweep_ms = self.clock.now_ms()

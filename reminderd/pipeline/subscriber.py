@@ -38,6 +38,7 @@ from reminderd.pipeline.runtime import Context
 from reminderd.storage.names import expired_channel, keyspace_prefix, trigger_pattern
 
 log = structlog.get_logger("reminderd.pipeline.subscriber")
+_TAKEN = frozenset(("expire", "del"))  # the keyspace events read (the rest: see the docstring)
 
 
 class Subscriber:
@@ -100,8 +101,7 @@ class Subscriber:
                 msg = await pubsub.get_message(timeout=None)
                 if msg is not None:
                     self._dispatch(msg, confirmed, expected)
-                for reply in _buffered(pubsub):
-                    self._dispatch(_as_message(reply), confirmed, expected)
+                self._on_replies(_buffered(pubsub), confirmed, expected)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -116,6 +116,23 @@ class Subscriber:
                 self._on_expired(msg["data"])
             elif channel == self.names.wake:
                 self.hints.due_at(_int_or_none(msg["data"]))
+
+    def _on_replies(self, replies: Iterator[list[Any]], confirmed: set[str], expected: set[str]) -> None:
+        """Raw replies read from the socket: key events straight to their handlers (a burst
+        of raw keys brings two per key, by the hundred thousand), expired keys queued in one
+        go, anything else in ``get_message``'s shape."""
+        expired: list[str] = []
+        for reply in replies:
+            kind = reply[0]
+            if kind == "message" and reply[1] == self.channel:
+                expired.append(reply[2])
+            elif kind == "pmessage":
+                if reply[3] in _TAKEN:  # a raw key's expiry also comes here: read on the expired channel
+                    self._on_key_event(reply[2][len(self.keyspace) :], reply[3])
+            else:
+                self._dispatch(_as_message(reply), confirmed, expected)
+        if expired:
+            self._on_expired_keys(expired)
 
     def _on_key_event(self, key: str, event: str) -> None:
         # An expiry comes through the expired channel, which works with the flags Ex alone
@@ -156,13 +173,20 @@ class Subscriber:
             self.ctx.metrics.set_node_subscriber_connected(self.node, connected)
 
     def _on_expired(self, key: str) -> None:
-        if key.startswith(self._internal):
-            fut = self.canaries.pop(key, None)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-            return
-        if self._trigger(key):
-            self.hints.key_expired(key)
+        self._on_expired_keys([key])
+
+    def _on_expired_keys(self, keys: list[str]) -> None:
+        """Queue the trigger keys of expired events (a raw key claimed here: not even parsed)."""
+        internal, in_flight = self._internal, self.hints.in_flight
+        fresh = []
+        for key in keys:
+            if key.startswith(internal):
+                fut = self.canaries.pop(key, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+            elif not in_flight(key) and self._trigger(key):
+                fresh.append(key)
+        self.hints.keys_expired(fresh)
 
     def _trigger(self, key: str) -> bool:
         """Whether ``key`` is a trigger key (a rejection is counted, and logged as _reject says)."""

@@ -40,8 +40,8 @@ class RecordField(StrEnum):
     ERROR = "e"  # last error text
 
 
-# A claim row's mark after the member: the CLAIM_FIELDS follow, or the due time of a plain one-shot.
-FULL_ROW, PLAIN_ROW = "+", ""
+# A claim row's mark after the member: the CLAIM_FIELDS follow, or the due time of a plain (raw) one-shot.
+FULL_ROW, PLAIN_ROW, RAW_ROW = "+", "", "r"
 # The record fields a claim returns per occurrence, in this order (``parse_claims``).
 CLAIM_FIELDS = (
     RecordField.DUE,
@@ -230,17 +230,18 @@ class Claimed:
 
 def parse_claims(res: list[Any]) -> Claimed:
     """Parse a claim script's flat reply: Redis now, the notes, then per claim its member and
-    either ``FULL_ROW`` and CLAIM_FIELDS or, for a plain one-shot (no record before its claim),
-    ``PLAIN_ROW`` and its due time: three values instead of a dozen, on both sides of the wire."""
+    either ``FULL_ROW`` and CLAIM_FIELDS or, for a plain (``PLAIN_ROW``) or plain raw (``RAW_ROW``)
+    one-shot, its due time alone: three values instead of a dozen, on both sides of the wire."""
     now, flat = int(res[0]), res[1]
     notes = tuple((str(flat[i]), Note(flat[i + 1])) for i in range(0, len(flat), 2))
     width = 1 + len(CLAIM_FIELDS)
     claims = []
     i, end = 2, len(res)
     while i < end:
-        if res[i + 1] == PLAIN_ROW:
+        mark = res[i + 1]
+        if mark in (PLAIN_ROW, RAW_ROW):
             due = int(res[i + 2])
-            claims.append(Claim(res[i], due, due, 1, 0, "", Once(due), None, (), False, now))
+            claims.append(Claim(res[i], due, due, 1, 0, "", Once(due), None, (), mark == RAW_ROW, now))
             i += 3
             continue
         claims.append(_claim(res[i], res[i + 1 : i + width + 1], now))

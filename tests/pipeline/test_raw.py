@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -113,6 +114,64 @@ async def test_del_events_of_keys_running_here_need_no_round_trip(redis_url: str
         assert await _script_calls(p) == before
         assert KEY not in p.hints.deleted
         gate.opened.set()
+
+
+async def test_expired_events_of_raw_keys_running_here_are_not_queued(redis_url: str) -> None:
+    """The expired event a raw claim raises itself (reading the gone key's expiry) is dropped
+    while that occurrence runs here; an API claim's key is not dropped (it was deleted alive,
+    so an event while it runs is of a new raw key)."""
+    gate = Gate()
+    async with running(redis_url, config(), {"rec": gate}) as p:
+        await p.raw_key(KEY, ttl_ms=60_000)
+        await p.come_due()
+        await p.redis.delete(KEY)
+        api_key = "send_message-u2-api"
+        await p.schedule(await p.now_ms() - 1, key=api_key)
+        assert await p.intake.sweep_once() == 2
+        assert len(p.intake.capacity) == 2  # both run, held at the gate
+        p.hints.key_expired(KEY)  # as the subscriber leaves an expired event
+        p.hints.key_expired(api_key)
+        assert (KEY in p.hints.expired, api_key in p.hints.expired) == (False, True)
+        assert p.hints.expired_in_flight == 1
+        gate.opened.set()
+        await wait_for(lambda: _fired_count(p, 2))
+        p.hints.key_expired(KEY)  # once it has ended, an event is queued again
+        assert KEY in p.hints.expired
+
+
+async def test_during_a_backlog_expired_events_leave_indexed_keys_to_the_sweep(redis_url: str) -> None:
+    """While the sweep's claims come back full, an expired event waits (0.4 of the dedupe window)
+    for the sweep to claim its key; the sweep drops it, and one still queued then is claimed."""
+    rec = Recorder()
+    async with running(redis_url, config(daemon={"raw_dedupe_window": "2s"}), {"rec": rec}) as p:
+        p.hints.swept(full=True)  # as a sweep that found more due work than it could claim
+        started = time.monotonic()
+        assert await p.expired(KEY) == 0  # a key never seen alive: waited for the sweep first
+        assert 0.75 <= time.monotonic() - started < 3
+        assert KEY in p.hints.expired
+        assert await p.expired(KEY, age_s=0.85) == 1  # waited its share, not stale: claimed from its event
+        assert len(rec.seen) == 1
+        p.hints.expired["send_message-9-young"] = time.monotonic()  # waits for the sweep
+        p.hints.urgent.set()
+        waiting = asyncio.create_task(p.intake.events.claim_expired_once())
+        await wait_for(lambda: _urgent_cleared(p))  # it waits now
+        started = time.monotonic()
+        p.hints.written.add("send_message-8-late")  # its write not adopted yet: not in the index
+        p.hints.keys_expired(["send_message-8-late"])
+        assert await asyncio.wait_for(waiting, 3) == 0  # woken at once, not after the deferral
+        assert await p.intake.events.claim_expired_once() == 1  # so not held back
+        assert time.monotonic() - started < 0.5
+        assert "send_message-9-young" in p.hints.expired
+        p.hints.swept(full=False)  # the index is drained: events are claimed at once again
+        assert await p.expired("send_message-7-other") == 2  # with the young one still queued
+
+
+async def _urgent_cleared(p: Pipeline) -> bool:
+    return not p.hints.urgent.is_set()
+
+
+async def _fired_count(p: Pipeline, count: int) -> bool:
+    return (await p.stats()).get("fired", 0) == count
 
 
 async def _script_calls(p: Pipeline) -> int:

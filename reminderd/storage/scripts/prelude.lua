@@ -284,15 +284,24 @@ end
 -- no late expired event is mistaken for a new raw key; one found alive, as disarm leaves
 -- it, makes the claim LOCK_QUIET). A raw reminder is claimed only once its key is gone
 -- (raw_gone). A record-less plain one-shot (`f` from plain_fields) gets its record here:
--- after a lapsed lease the entry's score is the lease's end, no longer its due time.
+-- after a lapsed lease the entry's score is the lease's end, no longer its due time. A raw
+-- one-shot as adopted (no payload, first attempt) is a RAW_ROW: its due time alone too.
 -- Appends the claim to `out`, anything else to `notes`.
 local function take(m, f, now, lease, out, notes)
   local due, occ = f[CLAIMED_AT[F.due]], f[CLAIMED_AT[F.occurrence]]
   if not due or tonumber(due) > now then return end
   local lock = lock_key(m)
+  local raw = f[CLAIMED_AT[F.raw]] == '1'
+  local mark = f.plain and PLAIN_ROW
+  if raw and occ == '1' then
+    mark = RAW_ROW
+    for _, name in ipairs({F.attempts, F.payload, F.schedule, F.nominal, F.misfire, F.done}) do
+      if f[CLAIMED_AT[name]] then mark = nil end
+    end
+  end
   if is_aux(m) then
     if not redis.call('SET', lock, lock_value(occ), 'NX', 'PX', lease) then return end
-  elseif f[CLAIMED_AT[F.raw]] == '1' then
+  elseif raw then
     if not redis.call('SET', lock, lock_value(occ, LOCK_RAW), 'NX', 'PX', lease) then return end
     if not raw_gone(m, record_key(m), now, notes) then
       redis.call('DEL', lock)
@@ -306,8 +315,8 @@ local function take(m, f, now, lease, out, notes)
   redis.call('ZADD', DUE, now + lease, m)
   if f.plain then redis.call('HSET', record_key(m), F.due, due, F.occurrence, occ) end
   out[#out + 1] = m
-  if f.plain then  -- a plain row: its due time alone (records.parse_claims knows the rest)
-    out[#out + 1] = PLAIN_ROW
+  if mark then  -- a plain row: its due time alone (records.parse_claims knows the rest)
+    out[#out + 1] = mark
     out[#out + 1] = due
     return
   end
