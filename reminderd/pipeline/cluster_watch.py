@@ -30,7 +30,7 @@ from reminderd.config.cluster import split_cluster_node
 from reminderd.pipeline.hints import Hints
 from reminderd.pipeline.runtime import Context
 from reminderd.pipeline.subscriber import Subscriber
-from reminderd.storage.nodes import Shard, SlotRange, key_in_slots, read_shards, scan_node
+from reminderd.storage.nodes import Shard, SlotRange, key_in_slots, read_shards, scan_node, shards_from
 from reminderd.storage.server import NotifyState, ensure_notifications, prove_events, required_flags
 
 log = structlog.get_logger("reminderd.pipeline.cluster_watch")
@@ -115,21 +115,10 @@ class TopologyWatcher:
 
     async def _read(self) -> list[Shard]:
         """The shards as the first node that answers sees them: known primaries, then the seeds."""
-        error: BaseException | None = None
         for handle in list(self.nodes.values()):
-            try:
+            with contextlib.suppress(RedisError, OSError):
                 return await read_shards(handle.command)
-            except (RedisError, OSError) as exc:
-                error = exc
-        for seed in self.seeds:
-            client = self.connect(seed, False)
-            try:
-                return await read_shards(client)
-            except (RedisError, OSError) as exc:
-                error = exc
-            finally:
-                await client.aclose()
-        raise error if error is not None else RedisError("no cluster node configured")
+        return await shards_from(lambda seed: self.connect(seed, False), self.seeds)
 
     def _add(self, shard: Shard, *, gap: bool) -> NodeHandle:
         address = split_cluster_node(shard.primary.address)
