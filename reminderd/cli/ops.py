@@ -58,7 +58,7 @@ def _target(ctx: Ctx) -> str:
 
 async def cmd_dead_list(ctx: Ctx) -> int:
     """``dead list``: the newest dead letters."""
-    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace))
+    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace), ctx.api.store)
     found = await dead.newest(ctx.args.limit)
     if ctx.args.json:
         letters = [{**asdict(d), "payload": dict(d.payload), "processors": list(d.processors)} for d in found]
@@ -86,7 +86,7 @@ def _one_or_all(args: argparse.Namespace) -> str | None:
 async def cmd_dead_replay(ctx: Ctx) -> int:
     """``dead replay``: schedule dead letters again, due now."""
     entry_id = _one_or_all(ctx.args)
-    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace))
+    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace), ctx.api.store)
     done = await _replay_all(dead) if entry_id is None else [await dead.replay(entry_id)]
     if ctx.args.json:
         emit([asdict(r) for r in done])
@@ -115,7 +115,7 @@ async def _replay_all(dead: DeadLetters) -> list[Replayed]:
 async def cmd_dead_purge(ctx: Ctx) -> int:
     """``dead purge``: delete one dead letter, or all."""
     entry_id = _one_or_all(ctx.args)
-    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace))
+    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace), ctx.api.store)
     if entry_id is not None:
         await dead.purge(entry_id)
         emit({"purged": 1, "id": entry_id}) if ctx.args.json else print(f"purged {entry_id}")

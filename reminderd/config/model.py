@@ -16,12 +16,20 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from reminderd.config.base import Float, Int, Strict, ZoneName
-from reminderd.config.cluster import CLUSTER_SCHEMES, ClusterSettings, with_cluster_section
+from reminderd.config.cluster import (
+    CLUSTER_SCHEMES,
+    MAX_SHARDS,
+    ClusterSettings,
+    check_shard_setting,
+    check_wait_on_cluster,
+    with_cluster_section,
+)
 from reminderd.config.processors import LogSettings, ProcessorSettings
 from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, with_sentinel_section
 from reminderd.config.transport import EmbeddedSettings, TlsSettings
@@ -63,6 +71,23 @@ class RedisSettings(Strict):
     # WAIT after each claim and finish: 0 (off), or the replicas that must acknowledge them
     wait_replicas: Int = Field(0, ge=0, le=MAX_WAIT_REPLICAS)
     wait_timeout_ms: PositiveMs = Field(100, alias="wait_timeout", le=MAX_WAIT_TIMEOUT_MS)
+    # Shards of reminderd's keys: only a cluster has more than one (None: the default of the target)
+    shards: Int | None = Field(None, ge=1, le=MAX_SHARDS)
+
+    @field_validator("wait_replicas")
+    @classmethod
+    def _wait_needs_one_node(cls, value: int, info: ValidationInfo) -> int:
+        return check_wait_on_cluster(value, info.data.get("cluster"))
+
+    @field_validator("shards")
+    @classmethod
+    def _shards_need_a_cluster(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return check_shard_setting(value, info.data.get("cluster"))
+
+    @property
+    def shard_count(self) -> int:
+        """The shards of reminderd's keys in force: ``shards``, else 16 on Cluster, 1 otherwise."""
+        return check_shard_setting(self.shards, self.cluster) or 1
 
     @model_validator(mode="before")
     @classmethod

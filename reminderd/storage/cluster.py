@@ -10,24 +10,21 @@ SCAN, CONFIG and INFO are per node: those go over a plain client on one node
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
-from reminderd.config.cluster import ClusterSettings
-from reminderd.config.model import RedisSettings
+from reminderd.config.cluster import CLUSTER_SHARDS, ClusterSettings, parse_cluster_url
+from reminderd.config.model import RedisSettings, Settings
 from reminderd.config.transport import TlsSettings
 from reminderd.errors import ConfigError
+from reminderd.storage.layout import Layout, check_shards
 
 # A redirect or connection error re-reads the slot map and tries again, this many times.
 CLUSTER_RETRIES = 6
-NOT_COMPLETE = (
-    "redis.cluster: Redis Cluster support is not complete in this version: "
-    "reminderd's keys are not yet sharded across the cluster; use a single primary or Sentinel"
-)
 
 
 def _tls_kwargs(tls: TlsSettings) -> dict[str, Any]:
@@ -79,6 +76,35 @@ def node_client(
     return aioredis.Redis(host=host, port=port, retry=Retry(NoBackoff(), 0), **kwargs)
 
 
-def refuse_cluster() -> ConfigError:
-    """The error the daemon, CLI and API raise for ``redis.cluster`` until the store is sharded."""
-    return ConfigError(NOT_COMPLETE)
+def cluster_spec(settings: RedisSettings, url: str) -> ClusterSettings:
+    """The cluster settings of ``url``: the configured ones if it is their URL, else what the
+    URL itself says (``Reminders("redis+cluster://...", settings)``)."""
+    if settings.cluster is not None and settings.cluster.url == url:
+        return settings.cluster
+    try:
+        return ClusterSettings.model_validate(parse_cluster_url(url))
+    except ValueError as exc:
+        raise ConfigError(f"redis.url: {exc}") from None
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` is the slot-routing client (``make_client`` of a cluster URL)."""
+    return isinstance(client, RedisCluster)
+
+
+def layout_for(settings: Settings, client: object) -> Layout:
+    """The key layout for ``client``: on Cluster ``redis.shards`` tagged shards (default
+    ``CLUSTER_SHARDS``) with trigger keys written outside the scripts, else today's one
+    untagged shard. Decided by the client, which may name another target than the settings
+    (``Reminders(url, settings)``)."""
+    if not is_cluster(client):
+        return Layout.single(settings.namespace)
+    return Layout.cluster(settings.namespace, settings.redis.shards or CLUSTER_SHARDS)
+
+
+async def check_cluster_layout(settings: Settings, client: object) -> None:
+    """On Cluster, the stored shard count must be the configured one (``check_shards``, which
+    writes it at first use): a wrong count would place every reminder in another shard.
+    Nothing at all on one Redis, whose commands stay as they always were."""
+    if is_cluster(client):
+        await check_shards(cast(aioredis.Redis, client), layout_for(settings, client))
