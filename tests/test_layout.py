@@ -195,3 +195,21 @@ async def test_a_finished_raw_one_shot_whose_key_is_back_resets(store: Store, r:
     (result,) = await store.finish_many("A", [Completion(KEY, claim.occurrence, None)], fired_window_ms=5000)
     assert result == 2
     assert await r.exists(KEY)
+
+
+async def test_reads_merge_the_shards(store: Store, r: aioredis.Redis) -> None:
+    """Counts, the next due entry, pages by global rank and the stats cover every shard."""
+    now = await redis_now(r)
+    keys = [f"send_message-{i}-read" for i in range(40)]
+    await store.schedule_many(once(k, now + 10_000 + i) for i, k in enumerate(keys))
+    assert {SHARDED.shard_of(k) for k in keys} == {0, 1, 2, 3}
+    assert await store.next_due() == (keys[0], now + 10_000)
+    assert await store.counts(now + 10_009) == (40, 10)
+    assert await store.due_between(now + 10_010, now + 10_019) == 10
+    assert await store.rank_after(now + 10_004) == 5
+    page = await store.index_page(5, 10)
+    assert page == [(k, now + 10_000 + i) for i, k in enumerate(keys)][5:15]
+    assert [m for m, _ in await store.index_page(35, 10)] == keys[35:]
+    await r.hincrby(SHARDED.shard_names[0].stats, "fired", 2)
+    await r.hincrby(SHARDED.shard_names[3].stats, "fired", 3)
+    assert (await store.stats())["fired"] == 5

@@ -182,7 +182,7 @@ class AsyncReminders:
         ``Reminder.misfire`` shows the default filled in, so passing it back would pin
         ``fire_once`` on a reminder whose rule says otherwise.
         """
-        record = self.store.names.record(key)
+        record = self.store.layout.names_of(key).record(key)
         raw: str | None = await self.store.redis.hget(record, RecordField.MISFIRE)  # type: ignore[assignment]
         return Misfire(raw) if raw else None
 

@@ -46,6 +46,8 @@ def merge(replies: Sequence[Claimed]) -> Claimed:
 
 async def claim_due(shards: Shards, instance: str, limit: int, lease_ms: int) -> Claimed:
     """Claim up to ``limit`` due occurrences over every shard (one concurrent round)."""
+    if shards.inline:  # the single layout: one call, as it always was
+        return parse_claims(await shards.scripts[0]("claim_due", instance=instance, args=[limit, lease_ms]))
 
     async def one(run: Scripts, share: int) -> Claimed:
         reply, _ = await run.call("claim_due", instance=instance, args=[share, lease_ms])
@@ -68,6 +70,8 @@ async def claim_due(shards: Shards, instance: str, limit: int, lease_ms: int) ->
 
 async def claim_keys(shards: Shards, instance: str, members: Sequence[str], args: list[str | int]) -> Claimed:
     """Claim ``members`` (expired events) with the claim_keys arguments ``args`` before them."""
+    if shards.inline:
+        return parse_claims(await shards.scripts[0]("claim_keys", instance=instance, args=[*args, *members]))
     outside = await shards.peek(members, values=True)
 
     async def one(run: Scripts, idx: list[int]) -> Claimed:

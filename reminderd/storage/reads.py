@@ -27,11 +27,11 @@ class Reads:
     names: Names
     layout: Layout
 
-    async def _each_shard(self, command: str, *args: Any) -> list[Any]:
+    async def _each_shard(self, command: str, *args: Any, **kwargs: Any) -> list[Any]:
         """``command`` on every shard's due index, in one pipeline: the replies in shard order."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for names in self.layout.shard_names:
-                getattr(pipe, command)(names.due, *args)
+                getattr(pipe, command)(names.due, *args, **kwargs)
             return list(await pipe.execute())
 
     async def get(self, key: str) -> Reminder | None:
@@ -75,7 +75,7 @@ class Reads:
                 self.names.due, start, start + count - 1, withscores=True
             )  # type: ignore[assignment]
             return [(m, int(s)) for m, s in rows]
-        pages = await self._each_shard("zrange", 0, start + count - 1, True)
+        pages = await self._each_shard("zrange", 0, start + count - 1, withscores=True)
         merged = heapq.merge(*pages, key=lambda row: (row[1], row[0]))
         return [(m, int(s)) for m, s in list(merged)[start : start + count]]
 
@@ -115,7 +115,7 @@ class Reads:
         if len(self.layout.shard_names) == 1:
             rows: list[tuple[str, float]] = await self.redis.zrange(self.names.due, 0, 0, withscores=True)  # type: ignore[assignment]
         else:
-            rows = [row for page in await self._each_shard("zrange", 0, 0, True) for row in page]
+            rows = [row for page in await self._each_shard("zrange", 0, 0, withscores=True) for row in page]
         if not rows:
             return None
         member, score = min(rows, key=lambda row: (row[1], row[0]))

@@ -38,6 +38,8 @@ class Shards:
 
     def group(self, members: Sequence[str]) -> dict[int, list[int]]:
         """Positions in ``members`` by shard, each group in the caller's order."""
+        if len(self.scripts) == 1:
+            return {0: list(range(len(members)))}
         groups: dict[int, list[int]] = {}
         for i, member in enumerate(members):
             groups.setdefault(self.layout.shard_of(member), []).append(i)

@@ -105,11 +105,13 @@ class Store(Reads, Upkeep):
         flag = "1" if req.only_if_absent else "0"
         args = [*head, _schedule_json(req.schedule), _misfire(req.misfire), flag, "", "", ""]
         run = self._run(req.key)
-        outside = await self.shards.peek([req.key]) if req.only_if_absent else None
-        (written, occ), arms = await run.call(
-            "schedule", keys=run.reminder_keys(req.key), args=args, outside=outside
-        )
-        await self.shards.triggers.arm(arms)
+        keys = run.reminder_keys(req.key)
+        if self.shards.inline:
+            written, occ = await run("schedule", keys=keys, args=args)
+        else:
+            outside = await self.shards.peek([req.key]) if req.only_if_absent else None
+            (written, occ), arms = await run.call("schedule", keys=keys, args=args, outside=outside)
+            await self.shards.triggers.arm(arms)
         return int(occ) if written else None
 
     async def replay(self, req: ReplayRequest) -> None:
@@ -134,6 +136,8 @@ class Store(Reads, Upkeep):
 
     async def _schedule_chunk(self, reqs: Sequence[ScheduleRequest]) -> int:
         """One script call a shard for the whole chunk, packed into one argument (``records.pack_items``)."""
+        if self.shards.inline:
+            return int(await self.shards.scripts[0]("schedule_many", args=[pack_items(reqs)]))
         absent = await self.shards.peek(r.key for r in reqs if r.only_if_absent)
 
         async def one(run: Scripts, idx: list[int]) -> int:
@@ -198,13 +202,14 @@ class Store(Reads, Upkeep):
         if not items:
             return []
         window: str | int = "" if window_ms is None else window_ms
-        ending = await self.shards.peek(_ending(items))  # a raw one-shot's key alive again: RESET
+        if self.shards.inline:  # the single layout: one call, as it always was
+            args = [window, DEAD_MAXLEN, *finish_args(items)]
+            return [int(x) for x in await self.shards.scripts[0]("finish", instance=instance, args=args)]
+        ending = await self.shards.triggers.peek(_ending(items))  # a raw one alive again: RESET
 
         async def one(run: Scripts, idx: list[int]) -> list[int]:
             mine = [items[i] for i in idx]
-            state = (
-                None if ending is None else {i.member: ending[i.member] for i in mine if i.member in ending}
-            )
+            state = {i.member: ending[i.member] for i in mine if i.member in ending}
             args = [window, DEAD_MAXLEN, *finish_args(mine)]
             reply, arms = await run.call("finish", instance=instance, args=args, outside=state)
             await self.shards.triggers.arm(arms)

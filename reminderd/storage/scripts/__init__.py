@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -166,8 +166,10 @@ class Scripts:
     ) -> Any:
         """Run script ``name`` under the calling convention; its reply. A ``DURABLE`` one is
         followed by ``WAIT`` when ``redis.wait_replicas`` asks for it."""
-        reply, _ = await self.call(name, instance=instance, keys=keys, args=args)
-        return reply
+        if not self.inline:
+            reply, _ = await self.call(name, instance=instance, keys=keys, args=args)
+            return reply
+        return await self._execute(name, [*self._shared, *keys], [self._names.namespace, instance, *args])
 
     async def call(
         self,
@@ -182,17 +184,19 @@ class Scripts:
 
         ``outside``: what the caller read of trigger keys (``triggers.TriggerKeys.peek``).
         """
+        keys, args = [*self._shared, *keys], [self._names.namespace, instance, *args]
+        if self.inline:
+            return await self._execute(name, keys, args), []
+        args.append(json.dumps(outside or {}, separators=(",", ":")))
+        reply = await self._execute(name, keys, args)
+        flat = reply[1]
+        return reply[0], [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def _execute(self, name: str, keys: list[str], args: list[str | int]) -> Awaitable[Any]:
+        """The script's call (not awaited here: no coroutine of its own on the hot path)."""
         script = self._loaded.get(name)
         if script is None:
             script = self._loaded[name] = self._redis.register_script(source(name, self.inline))
-        keys, args = [*self._shared, *keys], [self._names.namespace, instance, *args]
-        if not self.inline:
-            args.append(json.dumps(outside or {}, separators=(",", ":")))
         if name in DURABLE and self._durability is not None:
-            reply = await self._durability.run(self._redis, script, keys, args)
-        else:
-            reply = await script(keys=keys, args=args)
-        if self.inline:
-            return reply, []
-        flat = reply[1]
-        return reply[0], [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+            return self._durability.run(self._redis, script, keys, args)
+        return script(keys=keys, args=args)
