@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
+from reminderd.api.cluster_status import collect_cluster
 from reminderd.api.deadletters import DeadLetters, Replayed
 from reminderd.api.status import collect, format_instant
 from reminderd.api.status import render as render_status
@@ -15,6 +16,7 @@ from reminderd.cli.render import emit, masked, short, table
 from reminderd.config import describe, load_config, resolve_path
 from reminderd.core.pii import mask_url
 from reminderd.errors import InputError
+from reminderd.storage.cluster import is_cluster
 from reminderd.storage.names import Names
 
 
@@ -39,7 +41,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 async def cmd_status(ctx: Ctx) -> int:
     """``status``: health report; the exit code is the monitoring verdict."""
-    report = await collect(ctx.client, ctx.settings, _target(ctx))
+    if is_cluster(ctx.client):  # the shards, and every node on its own
+        report = await collect_cluster(ctx.client, ctx.settings, ctx.settings.redis.url, ctx.api.store)
+    else:
+        report = await collect(ctx.client, ctx.settings, _target(ctx))
     emit(status_json(report)) if ctx.args.json else print("\n".join(render_status(report)))
     return report.exit_code
 

@@ -10,11 +10,11 @@ names the seed nodes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import AfterValidator, ValidationInfo, field_validator
 
-from reminderd.config.base import Strict
+from reminderd.config.base import Int, Strict
 
 CLUSTER_SCHEME = "redis+cluster://"
 CLUSTER_TLS_SCHEME = "rediss+cluster://"
@@ -109,12 +109,10 @@ def with_cluster_section(data: Any) -> Any:
     return data
 
 
-def check_shard_setting(shards: int | None, cluster: ClusterSettings | None) -> int | None:
-    """``redis.shards`` as given, checked: any count on Cluster (absent: ``CLUSTER_SHARDS``),
-    1 or absent elsewhere (one server holds one shard; its keys carry no hash tag)."""
-    if cluster is not None:
-        return CLUSTER_SHARDS if shards is None else shards
-    if shards not in (None, 1):
+def check_shard_setting(shards: int | None, info: ValidationInfo) -> int | None:
+    """``redis.shards`` as given, checked: any count on Cluster, 1 or absent elsewhere (one
+    server holds one shard; its keys carry no hash tag)."""
+    if info.data.get("cluster") is None and shards not in (None, 1):
         raise ValueError(
             f"must be 1 or absent without redis.cluster, got {shards}: "
             "only a cluster spreads reminderd's keys over shards"
@@ -122,13 +120,18 @@ def check_shard_setting(shards: int | None, cluster: ClusterSettings | None) -> 
     return shards
 
 
-def check_wait_on_cluster(replicas: int, cluster: ClusterSettings | None) -> int:
+def check_wait_on_cluster(replicas: int, info: ValidationInfo) -> int:
     """``redis.wait_replicas`` is refused on Cluster: ``WAIT`` counts the writes of its own
     connection, and the routing client sends a keyless command to an arbitrary node, not to
     the one that ran the claim (so it would wait for nothing, or time out every write)."""
-    if cluster is not None and replicas:
+    if info.data.get("cluster") is not None and replicas:
         raise ValueError(
             "is not supported with redis.cluster: WAIT must run on the connection that took the "
             "write, which the cluster client does not guarantee; leave it 0 on Cluster"
         )
     return replicas
+
+
+# The fields of ``redis`` checked against ``redis.cluster`` (declared before them).
+ShardCount = Annotated[Int | None, AfterValidator(check_shard_setting)]
+WaitReplicas = Annotated[Int, AfterValidator(check_wait_on_cluster)]

@@ -16,7 +16,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,10 +23,11 @@ from pydantic import (
 from reminderd.config.base import Float, Int, Strict, ZoneName
 from reminderd.config.cluster import (
     CLUSTER_SCHEMES,
+    CLUSTER_SHARDS,
     MAX_SHARDS,
     ClusterSettings,
-    check_shard_setting,
-    check_wait_on_cluster,
+    ShardCount,
+    WaitReplicas,
     with_cluster_section,
 )
 from reminderd.config.processors import LogSettings, ProcessorSettings
@@ -69,25 +69,15 @@ class RedisSettings(Strict):
     sentinel: SentinelSettings | None = None
     cluster: ClusterSettings | None = None
     # WAIT after each claim and finish: 0 (off), or the replicas that must acknowledge them
-    wait_replicas: Int = Field(0, ge=0, le=MAX_WAIT_REPLICAS)
+    wait_replicas: WaitReplicas = Field(0, ge=0, le=MAX_WAIT_REPLICAS)
     wait_timeout_ms: PositiveMs = Field(100, alias="wait_timeout", le=MAX_WAIT_TIMEOUT_MS)
-    # Shards of reminderd's keys: only a cluster has more than one (None: the default of the target)
-    shards: Int | None = Field(None, ge=1, le=MAX_SHARDS)
-
-    @field_validator("wait_replicas")
-    @classmethod
-    def _wait_needs_one_node(cls, value: int, info: ValidationInfo) -> int:
-        return check_wait_on_cluster(value, info.data.get("cluster"))
-
-    @field_validator("shards")
-    @classmethod
-    def _shards_need_a_cluster(cls, value: int | None, info: ValidationInfo) -> int | None:
-        return check_shard_setting(value, info.data.get("cluster"))
+    # Shards of reminderd's keys: more than one on Cluster only (None: the target's default)
+    shards: ShardCount = Field(None, ge=1, le=MAX_SHARDS)
 
     @property
     def shard_count(self) -> int:
-        """The shards of reminderd's keys in force: ``shards``, else 16 on Cluster, 1 otherwise."""
-        return check_shard_setting(self.shards, self.cluster) or 1
+        """The shards in force: ``shards``, else ``CLUSTER_SHARDS`` on Cluster, 1 otherwise."""
+        return self.shards if self.shards is not None else (CLUSTER_SHARDS if self.cluster else 1)
 
     @model_validator(mode="before")
     @classmethod

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
-from reminderd.config.cluster import CLUSTER_SHARDS, ClusterSettings, parse_cluster_url
+from reminderd.config.cluster import ClusterSettings, parse_cluster_url
 from reminderd.config.model import RedisSettings, Settings
 from reminderd.config.transport import TlsSettings
 from reminderd.errors import ConfigError
@@ -55,9 +57,49 @@ def node_kwargs(settings: RedisSettings, spec: ClusterSettings, *, subscriber: b
     return kwargs
 
 
+class ClusterUnavailable(RedisConnectionError):
+    """redis-py's ``RedisClusterException`` (no reachable seed, a slot without an owner while a
+    failover is under way) as the connection error it is to reminderd: it is no ``RedisError``,
+    so every loop that rides out a lost connection would otherwise die of it."""
+
+
+def _translated(exc: RedisClusterException) -> ClusterUnavailable:
+    error = ClusterUnavailable(str(exc) or type(exc).__name__)
+    error.__cause__ = exc
+    return error
+
+
+class _Pipeline(ClusterPipeline):
+    __slots__ = ()
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except RedisClusterException as exc:
+            raise _translated(exc) from exc
+
+
+class RoutingClient(RedisCluster):
+    """``RedisCluster`` whose commands and pipelines fail with ``ClusterUnavailable`` where
+    redis-py raises its ``RedisClusterException``."""
+
+    __slots__ = ()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _translated(exc) from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            raise ValueError("shard_hint has no meaning on Cluster")
+        return _Pipeline(self, transaction)  # type: ignore[abstract]  # as redis-py builds its own
+
+
 def cluster_client(settings: RedisSettings, spec: ClusterSettings) -> RedisCluster:
     """The slot-routing client; no I/O happens here (the slot map is read on first use)."""
-    return RedisCluster(
+    return RoutingClient(
         startup_nodes=[ClusterNode(host, port) for host, port in spec.addresses],
         require_full_coverage=True,  # a slot without an owner is an error, not a silent skip
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), CLUSTER_RETRIES),
@@ -99,7 +141,7 @@ def layout_for(settings: Settings, client: object) -> Layout:
     (``Reminders(url, settings)``)."""
     if not is_cluster(client):
         return Layout.single(settings.namespace)
-    return Layout.cluster(settings.namespace, settings.redis.shards or CLUSTER_SHARDS)
+    return Layout.cluster(settings.namespace, settings.redis.shard_count)
 
 
 async def check_cluster_layout(settings: Settings, client: object) -> None:
