@@ -60,10 +60,20 @@ def node_kwargs(settings: RedisSettings, spec: ClusterSettings, *, subscriber: b
 class ClusterUnavailable(RedisConnectionError):
     """redis-py's ``RedisClusterException`` (no reachable seed, a slot without an owner while a
     failover is under way) as the connection error it is to reminderd: it is no ``RedisError``,
-    so every loop that rides out a lost connection would otherwise die of it."""
+    so every loop that rides out a lost connection would otherwise die of it. The same for the
+    ``RuntimeError`` of a write on a connection that the client's own slot-map refresh closed
+    meanwhile, and the ``AttributeError`` of a node whose connection that refresh dropped
+    (both seen in redis-py 8.1 while slots moved to an added node): the caller retries, as
+    after any lost connection."""
 
 
-def _translated(exc: RedisClusterException) -> ClusterUnavailable:
+def _lost(exc: RuntimeError | AttributeError) -> bool:
+    """A redis-py race with its own slot-map refresh, not a bug of the caller."""
+    text = str(exc)
+    return "closed" in text if isinstance(exc, RuntimeError) else "'NoneType' object" in text
+
+
+def _translated(exc: Exception) -> ClusterUnavailable:
     error = ClusterUnavailable(str(exc) or type(exc).__name__)
     error.__cause__ = exc
     return error
@@ -77,6 +87,10 @@ class _Pipeline(ClusterPipeline):
             return await super().execute(raise_on_error, allow_redirections)
         except RedisClusterException as exc:
             raise _translated(exc) from exc
+        except (RuntimeError, AttributeError) as exc:
+            if not _lost(exc):
+                raise
+            raise _translated(exc) from exc
 
 
 class RoutingClient(RedisCluster):
@@ -89,6 +103,10 @@ class RoutingClient(RedisCluster):
         try:
             return await super().execute_command(*args, **kwargs)
         except RedisClusterException as exc:
+            raise _translated(exc) from exc
+        except (RuntimeError, AttributeError) as exc:
+            if not _lost(exc):
+                raise
             raise _translated(exc) from exc
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
