@@ -43,6 +43,7 @@ def start_daemons(
     receiver: HttpReceiver,
     daemons: Daemons,
     names: tuple[str, ...],
+    lease: str = "2s",
 ) -> tuple[Path, dict[str, DaemonProcess]]:
     """One daemon per name, each posting to ``/<name>`` (so each call says who sent it)."""
     cfgs = {
@@ -52,7 +53,7 @@ def start_daemons(
             receiver,
             processors=("a",),
             processor_options={"a": {"url": receiver.url(f"/{name}")}},
-            daemon=QUIET,
+            daemon={**QUIET, "lease": lease},
             redis={"url": url_of(topology), "shards": SHARDS},
         )
         for name in names
@@ -102,7 +103,9 @@ def test_kill_primary_mid_burst_two_daemons(
 ) -> None:
     """2 000 reminders over 10 s, kill -9 of a primary half-way: all fire, repeats only from its shards."""
     topology = fresh_cluster
-    cfg, procs = start_daemons(tmp_path, topology, receiver, daemons, ("d0", "d1"))
+    # A lease longer than the failover: while a primary is down every shard's renewal fails
+    # (see tests/faults/test_cluster_store_down.py), and a lapsed lease is a repeat anywhere.
+    cfg, procs = start_daemons(tmp_path, topology, receiver, daemons, ("d0", "d1"), lease="10s")
     keys = [f"send_message-{i}-burst" for i in range(COUNT)]
     scheduled_s = time.time()
     with api(cfg, url_of(topology)) as r:
