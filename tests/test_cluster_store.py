@@ -15,6 +15,7 @@ from reminderd.core.schedules import Every, Once
 from reminderd.errors import ConfigError
 from reminderd.storage.cluster import cluster_client
 from reminderd.storage.layout import Layout, check_shards
+from reminderd.storage.ratelimit import TokenBucket
 from reminderd.storage.records import Note, ScheduleRequest
 from reminderd.storage.store import Completion, Store
 from tests.cluster_topology import ClusterTopology
@@ -140,3 +141,10 @@ async def test_cancel_deletes_the_key_and_leaves_a_tombstone(store: Store, clien
     assert not await client.exists(key)
     late = await store.claim_keys("A", [key], lease_ms=60_000, fire_unseen=True, payload_max_bytes=1000)
     assert (late.claims, late.notes) == ([], ((key, Note.PROVEN),))
+
+
+async def test_a_rate_bucket_is_one_slot(client: RedisCluster, layout: Layout) -> None:
+    """The token bucket's script declares its one daemon-wide key only: it runs on Cluster."""
+    bucket = TokenBucket(client, layout.names)  # type: ignore[arg-type]
+    assert [await bucket.acquire("sms", 1.0, 2) for _ in range(2)] == [0, 0]
+    assert await bucket.acquire("sms", 1.0, 2) > 0

@@ -14,7 +14,7 @@ from reminderd.errors import ConfigError
 from reminderd.storage.layout import Layout, check_shards, shard_tags
 from reminderd.storage.names import Names
 from reminderd.storage.records import AUX_SEP, Note, ScheduleRequest
-from reminderd.storage.scripts import source
+from reminderd.storage.scripts import prelude, source
 from reminderd.storage.store import Completion, Store
 from tests.pipeline.harness import wait_for
 
@@ -213,3 +213,24 @@ async def test_reads_merge_the_shards(store: Store, r: aioredis.Redis) -> None:
     await r.hincrby(SHARDED.shard_names[0].stats, "fired", 2)
     await r.hincrby(SHARDED.shard_names[3].stats, "fired", 3)
     assert (await store.stats())["fired"] == 5
+
+
+async def test_pages_after_walk_every_shard(store: Store, r: aioredis.Redis) -> None:
+    """The future entries of every shard, each once, in pages by rank within each shard."""
+    now = await redis_now(r)
+    keys = [f"send_message-{i}-page" for i in range(30)]
+    await store.schedule_many(once(k, now + 60_000 + i) for i, k in enumerate(keys))
+    await store.schedule(once("send_message-99-past", now - 10))
+    pages = [page async for page in store.pages_after(now, 4)]
+    assert all(len(p) <= 4 for p in pages)
+    assert sorted(m for p in pages for m, _ in p) == sorted(keys)
+
+
+async def test_the_cluster_prelude_builds_the_shards_names(r: aioredis.Redis) -> None:
+    """Not inline, the key builders start from the shard named by KEYS[1], the wake channel is
+    the namespace's, and the caller's trigger-key state arrives as OUTSIDE."""
+    names = SHARDED.shard_names[2]
+    body = "return {record_key('m'), lock_key('m'), fired_key('m'), aux_key('m'), WAKE, OUTSIDE['k'][1]}"
+    keys = [names.due, names.stats, names.dead]
+    got = await r.eval(prelude(False) + body, 3, *keys, "t", "", '{"k":[-2]}')  # type: ignore[misc]
+    assert got == [names.record("m"), names.lock("m"), names.fired("m"), names.aux("m"), "t:wake", -2]

@@ -132,9 +132,8 @@ class Recovery:
 
     async def repair_all(self) -> int:
         """Re-create missing trigger keys of every future index entry."""
-        repaired, start = 0, await self.store.rank_after(await self.store.now_ms())
-        while page := await self.store.index_page(start, 1000):
-            start += len(page)
+        repaired = 0
+        async for page in self.store.pages_after(await self.store.now_ms(), 1000):
             repaired += await self.store.repair([m for m, _ in page])
         if repaired:
             log.warning(

@@ -41,7 +41,7 @@ class TokenBucket:
         """
         limit = -1 if max_wait_ms is None else max_wait_ms
         args: list[str | int] = [repr(float(rate_per_s)), burst, limit]
-        return int(await self._run("take_token", keys=[self._names.rate(bucket)], args=args))
+        return int(await self._run.alone("take_token", self._names.rate(bucket), args))
 
     async def take(self, bucket: str, rate_per_s: float, burst: int, *, max_wait_ms: int) -> int:
         """Wait for a token in this coroutine only; ``Deferred`` when the queue is too long.

@@ -9,7 +9,7 @@ Reads about the whole index (pages, counts, the next due, stats) merge the shard
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -78,6 +78,21 @@ class Reads:
         pages = await self._each_shard("zrange", 0, start + count - 1, withscores=True)
         merged = heapq.merge(*pages, key=lambda row: (row[1], row[0]))
         return [(m, int(s)) for m, s in list(merged)[start : start + count]]
+
+    async def pages_after(self, ms: int, count: int) -> AsyncIterator[list[tuple[str, int]]]:
+        """Every index entry due after ``ms``, in pages of ``count`` by rank, shard after shard
+        (earliest first within a shard): a walk over a sharded index that costs O(log N) a
+        page, where ``index_page``'s global ranks cost a merge of every shard's first ranks."""
+        for names in self.layout.shard_names:
+            start = int(await self.redis.zcount(names.due, "-inf", ms))
+            while True:
+                rows: list[tuple[str, float]] = await self.redis.zrange(
+                    names.due, start, start + count - 1, withscores=True
+                )  # type: ignore[assignment]
+                if not rows:
+                    break
+                start += len(rows)
+                yield [(m, int(score)) for m, score in rows]
 
     async def rank_after(self, ms: int) -> int:
         """The rank of the first index entry due after ``ms``."""

@@ -192,6 +192,11 @@ class Scripts:
         flat = reply[1]
         return reply[0], [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
+    async def alone(self, name: str, key: str, args: Sequence[str | int]) -> Any:
+        """Run script ``name`` about one daemon-wide ``key`` (its KEYS[4]): KEYS[1..3] name it
+        too, declared and never touched, so the script stays in the key's slot on Cluster."""
+        return await self._execute(name, [key] * 4, [self._names.namespace, "", *args])
+
     def _execute(self, name: str, keys: list[str], args: list[str | int]) -> Awaitable[Any]:
         """The script's call (not awaited here: no coroutine of its own on the hot path)."""
         script = self._loaded.get(name)

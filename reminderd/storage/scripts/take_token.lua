@@ -1,5 +1,5 @@
 -- Refill a token bucket and take one token, on Redis's clock (reminderd.storage.ratelimit).
--- KEYS[4] bucket hash (tokens, ts_ms)
+-- KEYS[4] bucket hash (tokens, ts_ms); KEYS[1..3] name it too (Scripts.alone: one slot)
 -- ARGV[3] rate per second, ARGV[4] burst, ARGV[5] max wait ms (-1 = any)
 -- Returns the ms to wait before using the token; above max wait, nothing was reserved.
 local bucket = KEYS[4]
