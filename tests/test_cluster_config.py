@@ -4,16 +4,19 @@ and the clients and layout the daemon, CLI and API get from it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from reminderd.api import Reminders
 from reminderd.cli import main
 from reminderd.config import describe, load_config_text
 from reminderd.config.cluster import split_cluster_node
 from reminderd.errors import ConfigError, RedisUnavailableError
-from reminderd.storage.cluster import is_cluster, layout_for
+from reminderd.storage.cluster import ClusterUnavailable, is_cluster, layout_for
 from reminderd.storage.connection import make_client
 from reminderd.storage.layout import Layout
 from tests.redis_server import free_port
@@ -183,3 +186,25 @@ def test_cli_and_api_on_an_unreachable_cluster_exit_2_or_say_where(
     assert "redis+cluster://127.0.0.1:" in err
     with pytest.raises(RedisUnavailableError, match="redis\\+cluster://"):
         Reminders.from_config(cfg)
+
+
+async def test_an_unreachable_cluster_is_a_connection_error() -> None:
+    """redis-py's RedisClusterException (no seed answers) reaches reminderd as a ConnectionError,
+    which every loop that rides out a lost connection catches."""
+    settings = load_config_text(f"redis: {{cluster: {{nodes: ['127.0.0.1:{free_port()}']}}}}")
+    client = make_client(settings.redis, settings.redis.url)
+    try:
+        with pytest.raises(RedisConnectionError) as caught:
+            await client.ping()
+        assert isinstance(caught.value, ClusterUnavailable)
+        assert isinstance(caught.value.__cause__, RedisClusterException)
+        with pytest.raises(ClusterUnavailable):
+            await _pipelined_get(client)
+    finally:
+        await client.aclose()
+
+
+async def _pipelined_get(client: Any) -> None:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get("a")
+        await pipe.execute()

@@ -99,6 +99,18 @@ class RoutingClient(RedisCluster):
 
     __slots__ = ()
 
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> RoutingClient:
+        """Read the slot map (first use, and a pipeline's start: ``async with pipeline()``)."""
+        try:
+            await super().initialize(additional_startup_nodes_info, last_failed_node_name)
+        except RedisClusterException as exc:
+            raise _translated(exc) from exc
+        return self
+
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().execute_command(*args, **kwargs)
