@@ -95,9 +95,9 @@ def _status_list_show(cfg: Path, cluster: ClusterTopology) -> None:
 
 @pytest.mark.parametrize("stored", [4])
 def test_a_different_shard_count_is_refused(
-    tmp_path: Path, cluster: ClusterTopology, receiver: HttpReceiver, stored: int
+    tmp_path: Path, cluster: ClusterTopology, receiver: HttpReceiver, daemons: Daemons, stored: int
 ) -> None:
-    """The CLI on a namespace stored with another shard count stops with both numbers."""
+    """The CLI and the daemon on a namespace stored with another shard count stop with both numbers."""
     cfg = cluster_config(tmp_path, cluster, receiver)
     text = cfg.read_text().replace(f"shards: {SHARDS}", f"shards: {stored}")
     cfg.write_text(text.replace("namespace: reminderd", "") + "namespace: other\n")
@@ -107,3 +107,7 @@ def test_a_different_shard_count_is_refused(
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"holds {stored} shard(s)" in refused.stderr
     assert "configured for 5" in refused.stderr
+    proc = daemons.start(cfg, wait_ready=False)
+    assert proc.wait_exit(30) == 2
+    failed = proc.wait_for("daemon.failed")[0]
+    assert f"holds {stored} shard(s)" in failed["error"]
