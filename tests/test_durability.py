@@ -159,10 +159,10 @@ async def test_a_replica_back_brings_wait_back(sentinel_topology: SentinelTopolo
 
 async def test_the_daemon_store_counts_short_replies(r: aioredis.Redis) -> None:
     """The daemon's store carries the durability and serves its metric; with 0, neither."""
-    on, off = (load_config_text(f"redis: {{wait_replicas: {n}}}").redis for n in (1, 0))
+    on, off = (load_config_text(f"redis: {{wait_replicas: {n}}}") for n in (1, 0))
     metrics = Metrics()
-    assert open_store(off, r, NAMES, metrics).durability is None
+    assert open_store(off, r, metrics).durability is None
     assert sample(metrics, "reminderd_replication_short_total") is None
-    store = open_store(on, r, NAMES, metrics)
+    store = open_store(on, r, metrics)
     assert store.durability is not None
     assert sample(metrics, "reminderd_replication_short_total") == 0.0

@@ -24,7 +24,7 @@ from reminderd.core.schedules import Cron, Every, Once, Schedule
 from reminderd.core.trigger_keys import Rejection, format_key, parse_key
 from reminderd.errors import KeyNameError, NotFoundError, ScheduleError
 from reminderd.models import Misfire, Reminder
-from reminderd.storage.names import Names
+from reminderd.storage.cluster import layout_for
 from reminderd.storage.records import RecordField, decode_payload
 from reminderd.storage.store import ScheduleRequest, Store, key_of
 
@@ -93,7 +93,7 @@ class AsyncReminders:
 
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(redis, Names(settings.namespace))
+        self.store = Store(redis, layout_for(settings, redis))  # sharded on Cluster
 
     def key_for(self, key: str | None, user: str | None, type_: str | None, rule: str | None) -> str:
         """Resolve a key from either a full key or user/type(/rule) parts; validates it."""

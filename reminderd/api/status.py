@@ -49,6 +49,7 @@ class DaemonInfo:
     canary: str | None = None
     clock_offset_ms: int | None = None  # Redis's clock minus the daemon host's
     log_dropped: int | None = None  # log lines it could not write (stream full, closed)
+    nodes: dict[str, str] | None = None  # on Cluster: its subscriber state per primary
 
 
 @dataclass(slots=True)
@@ -130,7 +131,7 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
     loss = await epoch.last_loss(client, names)
     report.data_lost_ms = int(loss["at_ms"]) if loss and isinstance(loss.get("at_ms"), int) else None
     report.topology, extra = await topology_of(client, settings.redis, target)
-    report.warnings = _warnings(report) + extra + await doctor(client)
+    report.warnings = status_warnings(report) + extra + await doctor(client)
     return report
 
 
@@ -157,10 +158,11 @@ async def _daemons(client: aioredis.Redis, names: Names, now_ms: int, interval_m
     if not rows:
         return []
     bodies: Any = await client.mget([names.heartbeat(instance) for instance, _ in rows])
-    return [_daemon(instance, score, body) for (instance, score), body in zip(rows, bodies, strict=True)]
+    return [daemon_info(instance, score, body) for (instance, score), body in zip(rows, bodies, strict=True)]
 
 
-def _daemon(instance: str, score_ms: int, body: str | None) -> DaemonInfo:
+def daemon_info(instance: str, score_ms: int, body: str | None) -> DaemonInfo:
+    """One instance from its heartbeat body (unknown fields dropped, a bad body empty)."""
     try:
         data = json.loads(body) if body else {}
     except ValueError:
@@ -173,7 +175,8 @@ def _daemon(instance: str, score_ms: int, body: str | None) -> DaemonInfo:
     return DaemonInfo(instance=instance, **known)
 
 
-def _warnings(report: StatusReport) -> list[str]:
+def status_warnings(report: StatusReport) -> list[str]:
+    """What the report's figures say is wrong (no daemon, a late backlog, lost data, ...)."""
     found = []
     if not report.daemons:
         found.append("no live daemon: nothing fires until one runs (reminderd run)")

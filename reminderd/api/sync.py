@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 from reminderd.api.reminders import AsyncReminders, When
 from reminderd.config import load_config
 from reminderd.config.model import Settings
-from reminderd.errors import RedisUnavailableError
+from reminderd.errors import ConfigError, RedisUnavailableError
 from reminderd.models import Reminder
+from reminderd.storage.cluster import check_cluster_layout
 from reminderd.storage.connection import REDIS_DOWN, make_client, unreachable
 from reminderd.storage.embedded_setup import embedded_url, socket_path, state_dir
 
@@ -40,8 +41,9 @@ def resolve_url(url: str, settings: Settings) -> str:
     return found
 
 
-async def _ping(client: aioredis.Redis) -> None:
+async def _ping(client: aioredis.Redis, settings: Settings) -> None:
     await client.ping()
+    await check_cluster_layout(settings, client)
 
 
 class Reminders:
@@ -54,10 +56,13 @@ class Reminders:
         self._client = make_client(settings.redis, url)
         self._api = AsyncReminders(self._client, settings)
         try:
-            self._runner.run(_ping(self._client))
+            self._runner.run(_ping(self._client, settings))
         except (*REDIS_DOWN, RedisError) as exc:
             self.close()
             raise unreachable(url, exc) from None
+        except ConfigError:  # a shard count other than the stored one
+            self.close()
+            raise
 
     @classmethod
     def from_config(cls, path: str | Path | None = None) -> Reminders:

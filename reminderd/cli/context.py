@@ -26,6 +26,7 @@ from reminderd.config import load_config, resolve_path
 from reminderd.config.model import Settings
 from reminderd.core.pii import mask_url
 from reminderd.errors import RedisUnavailableError
+from reminderd.storage.cluster import check_cluster_layout
 from reminderd.storage.connection import REDIS_DOWN, make_client, resolve_url, unreachable
 
 __all__ = ["Command", "Ctx", "mask_url", "open_client", "with_client"]
@@ -51,6 +52,7 @@ async def open_client(settings: Settings, config: str = "") -> AsyncIterator[aio
             await client.ping()
         except (*REDIS_DOWN, RedisError) as exc:
             raise unreachable(url, exc) from exc
+        await check_cluster_layout(settings, client)
         try:
             yield client
         except (RedisConnectionError, RedisTimeoutError) as exc:

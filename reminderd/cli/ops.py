@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
+from reminderd.api.cluster_status import collect_cluster
 from reminderd.api.deadletters import DeadLetters, Replayed
 from reminderd.api.status import collect, format_instant
 from reminderd.api.status import render as render_status
@@ -15,6 +16,7 @@ from reminderd.cli.render import emit, masked, short, table
 from reminderd.config import describe, load_config, resolve_path
 from reminderd.core.pii import mask_url
 from reminderd.errors import InputError
+from reminderd.storage.cluster import is_cluster
 from reminderd.storage.names import Names
 
 
@@ -39,7 +41,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 async def cmd_status(ctx: Ctx) -> int:
     """``status``: health report; the exit code is the monitoring verdict."""
-    report = await collect(ctx.client, ctx.settings, _target(ctx))
+    if is_cluster(ctx.client):  # the shards, and every node on its own
+        report = await collect_cluster(ctx.client, ctx.settings, ctx.settings.redis.url, ctx.api.store)
+    else:
+        report = await collect(ctx.client, ctx.settings, _target(ctx))
     emit(status_json(report)) if ctx.args.json else print("\n".join(render_status(report)))
     return report.exit_code
 
@@ -58,7 +63,7 @@ def _target(ctx: Ctx) -> str:
 
 async def cmd_dead_list(ctx: Ctx) -> int:
     """``dead list``: the newest dead letters."""
-    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace))
+    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace), ctx.api.store)
     found = await dead.newest(ctx.args.limit)
     if ctx.args.json:
         letters = [{**asdict(d), "payload": dict(d.payload), "processors": list(d.processors)} for d in found]
@@ -86,7 +91,7 @@ def _one_or_all(args: argparse.Namespace) -> str | None:
 async def cmd_dead_replay(ctx: Ctx) -> int:
     """``dead replay``: schedule dead letters again, due now."""
     entry_id = _one_or_all(ctx.args)
-    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace))
+    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace), ctx.api.store)
     done = await _replay_all(dead) if entry_id is None else [await dead.replay(entry_id)]
     if ctx.args.json:
         emit([asdict(r) for r in done])
@@ -115,7 +120,7 @@ async def _replay_all(dead: DeadLetters) -> list[Replayed]:
 async def cmd_dead_purge(ctx: Ctx) -> int:
     """``dead purge``: delete one dead letter, or all."""
     entry_id = _one_or_all(ctx.args)
-    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace))
+    dead = DeadLetters(ctx.client, Names(ctx.settings.namespace), ctx.api.store)
     if entry_id is not None:
         await dead.purge(entry_id)
         emit({"purged": 1, "id": entry_id}) if ctx.args.json else print(f"purged {entry_id}")

@@ -10,16 +10,18 @@ names the seed nodes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import AfterValidator, ValidationInfo, field_validator
 
-from reminderd.config.base import Strict
+from reminderd.config.base import Int, Strict
 
 CLUSTER_SCHEME = "redis+cluster://"
 CLUSTER_TLS_SCHEME = "rediss+cluster://"
 CLUSTER_SCHEMES = (CLUSTER_SCHEME, CLUSTER_TLS_SCHEME)
 MAX_SEEDS = 64  # more seeds than any cluster needs: the client discovers every other node
+CLUSTER_SHARDS = 16  # the default shard count on Cluster: 10 M reminders are 625 k a shard
+MAX_SHARDS = 1024  # every sweep asks each shard: past this the sweep costs more than a shard saves
 
 
 def split_cluster_node(node: str) -> tuple[str, int]:
@@ -105,3 +107,31 @@ def with_cluster_section(data: Any) -> Any:
     if not same or bool(section.get("tls", False)) != parsed["tls"]:
         raise ValueError("url and cluster are mutually exclusive: set one of them")
     return data
+
+
+def check_shard_setting(shards: int | None, info: ValidationInfo) -> int | None:
+    """``redis.shards`` as given, checked: any count on Cluster, 1 or absent elsewhere (one
+    server holds one shard; its keys carry no hash tag)."""
+    if info.data.get("cluster") is None and shards not in (None, 1):
+        raise ValueError(
+            f"must be 1 or absent without redis.cluster, got {shards}: "
+            "only a cluster spreads reminderd's keys over shards"
+        )
+    return shards
+
+
+def check_wait_on_cluster(replicas: int, info: ValidationInfo) -> int:
+    """``redis.wait_replicas`` is refused on Cluster: ``WAIT`` counts the writes of its own
+    connection, and the routing client sends a keyless command to an arbitrary node, not to
+    the one that ran the claim (so it would wait for nothing, or time out every write)."""
+    if info.data.get("cluster") is not None and replicas:
+        raise ValueError(
+            "is not supported with redis.cluster: WAIT must run on the connection that took the "
+            "write, which the cluster client does not guarantee; leave it 0 on Cluster"
+        )
+    return replicas
+
+
+# The fields of ``redis`` checked against ``redis.cluster`` (declared before them).
+ShardCount = Annotated[Int | None, AfterValidator(check_shard_setting)]
+WaitReplicas = Annotated[Int, AfterValidator(check_wait_on_cluster)]

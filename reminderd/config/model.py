@@ -21,7 +21,15 @@ from pydantic import (
 )
 
 from reminderd.config.base import Float, Int, Strict, ZoneName
-from reminderd.config.cluster import CLUSTER_SCHEMES, ClusterSettings, with_cluster_section
+from reminderd.config.cluster import (
+    CLUSTER_SCHEMES,
+    CLUSTER_SHARDS,
+    MAX_SHARDS,
+    ClusterSettings,
+    ShardCount,
+    WaitReplicas,
+    with_cluster_section,
+)
 from reminderd.config.processors import LogSettings, ProcessorSettings
 from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, with_sentinel_section
 from reminderd.config.transport import EmbeddedSettings, TlsSettings
@@ -61,8 +69,15 @@ class RedisSettings(Strict):
     sentinel: SentinelSettings | None = None
     cluster: ClusterSettings | None = None
     # WAIT after each claim and finish: 0 (off), or the replicas that must acknowledge them
-    wait_replicas: Int = Field(0, ge=0, le=MAX_WAIT_REPLICAS)
+    wait_replicas: WaitReplicas = Field(0, ge=0, le=MAX_WAIT_REPLICAS)
     wait_timeout_ms: PositiveMs = Field(100, alias="wait_timeout", le=MAX_WAIT_TIMEOUT_MS)
+    # Shards of reminderd's keys: more than one on Cluster only (None: the target's default)
+    shards: ShardCount = Field(None, ge=1, le=MAX_SHARDS)
+
+    @property
+    def shard_count(self) -> int:
+        """The shards in force: ``shards``, else ``CLUSTER_SHARDS`` on Cluster, 1 otherwise."""
+        return self.shards if self.shards is not None else (CLUSTER_SHARDS if self.cluster else 1)
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,7 @@ so a reload changes it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -93,6 +94,9 @@ class Heartbeat:
     notifier: Notifier
     notify_state: NotifyState
     hints: Hints  # told of a new server: sweep now, re-apply the notification flags
+    # Cluster: the subscriber state per primary; the topology watcher, not the heartbeat,
+    # notices a node that restarted or failed over (INFO of "the server" names no one node).
+    nodes: Callable[[], dict[str, str] | None] | None = None
 
     async def __call__(self) -> None:
         """Check the server, beat, refresh the gauges and the unit's status."""
@@ -105,8 +109,10 @@ class Heartbeat:
             "notifications": self.notify_state.flags,
             "log_dropped": dropped_lines(),
         }
+        if self.nodes is not None:
+            extra["nodes"] = self.nodes()
         # Look at the server before writing to it: our own heartbeat would hide an empty Redis.
-        if await self.recovery.server_changed():
+        elif await self.recovery.server_changed():
             self.hints.new_connection()
         interval_ms = self.ctx.settings.daemon.heartbeat_interval_ms
         offset_ms = await beat(self.storage, self.names, self.me, interval_ms, extra)
@@ -115,12 +121,11 @@ class Heartbeat:
         self.ctx.metrics.set_in_flight(in_flight)
         self.notifier.status(f"backlog {backlog}, fired {fired}")
 
-    def loops(self, health: Health) -> list[PeriodicLoop]:
-        """The heartbeat (first run at once) and the adoption scan; both report to ``health``
-        whether Redis answers."""
+    def loops(self, health: Health, adoption: PeriodicLoop | None = None) -> list[PeriodicLoop]:
+        """The heartbeat (first run at once) and the adoption scan (``adoption`` on Cluster:
+        one per primary); both report to ``health`` whether Redis answers."""
         heartbeat_ms = lambda: self.ctx.settings.daemon.heartbeat_interval_ms  # noqa: E731
         adoption_ms = lambda: self.ctx.settings.daemon.adoption_interval_ms  # noqa: E731
-        return [
-            PeriodicLoop("heartbeat", self, heartbeat_ms, run_now=True, health=health),
-            PeriodicLoop("adoption", self.recovery.adopt_scan, adoption_ms, health=health),
-        ]
+        if adoption is None:
+            adoption = PeriodicLoop("adoption", self.recovery.adopt_scan, adoption_ms, health=health)
+        return [PeriodicLoop("heartbeat", self, heartbeat_ms, run_now=True, health=health), adoption]

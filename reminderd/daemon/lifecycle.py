@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,19 @@ from redis.exceptions import RedisError
 
 from reminderd.config import Settings, load_config
 from reminderd.core.pii import mask_pii
+from reminderd.daemon.cluster import node_adoption
 from reminderd.daemon.failover import Failover
-from reminderd.daemon.housekeeping import Heartbeat, notify_wanted, reapply_notifications, renewal, watchdog
+from reminderd.daemon.housekeeping import Heartbeat, reapply_notifications, renewal, watchdog
 from reminderd.daemon.periodic import PeriodicLoop
 from reminderd.daemon.reload import build_runtime, close_later, close_processors, reload_runtime
-from reminderd.daemon.startup import canary_key, check_notifications, open_store, wait_for_redis
+from reminderd.daemon.startup import canary_key, open_store, wait_for_redis
+from reminderd.daemon.wiring import Pipeline, assemble, prove_notifications, reconcile
 from reminderd.errors import ConfigError, ReminderdError
-from reminderd.pipeline.finish import Finisher
 from reminderd.pipeline.hints import Hints
-from reminderd.pipeline.intake import Intake
-from reminderd.pipeline.recovery import Recovery
 from reminderd.pipeline.runtime import Context
-from reminderd.pipeline.subscriber import Subscriber
 from reminderd.processors.base import HttpClient, ProcessorContext
-from reminderd.storage.connection import UnreachableNotice, db_of, make_client, resolve_url
+from reminderd.storage.cluster import check_cluster_layout, is_cluster
+from reminderd.storage.connection import UnreachableNotice, make_client, resolve_url
 from reminderd.storage.names import Names
 from reminderd.storage.presence import Identity, retire
 from reminderd.storage.sentinel import PrimaryWatch
@@ -55,17 +53,6 @@ from reminderd.telemetry.systemd import Notifier
 
 log = structlog.get_logger("reminderd.daemon.lifecycle")
 Tasks = list[asyncio.Task[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Pipeline:
-    """The pipeline objects of one run, wired together."""
-
-    hints: Hints
-    finisher: Finisher
-    intake: Intake
-    recovery: Recovery
-    subscriber: Subscriber
 
 
 class Daemon:
@@ -99,16 +86,20 @@ class Daemon:
             url = await resolve_url(self.settings.redis, stack, own=True)
             storage = make_client(self.settings.redis, url)
             stack.push_async_callback(storage.aclose)
-            subscriber = make_client(self.settings.redis, url, subscriber=True)
-            stack.push_async_callback(subscriber.aclose)
+            subscriber = (
+                None if is_cluster(storage) else make_client(self.settings.redis, url, subscriber=True)
+            )
+            if subscriber is not None:  # on Cluster the topology watcher opens one per primary
+                stack.push_async_callback(subscriber.aclose)
             http = await stack.enter_async_context(HttpClient(self._connections_per_host()))
             notice = UnreachableNotice(url)
             if not await wait_for_redis(storage, self.stop, self.health, self.notifier, notice):
                 return 0
+            await check_cluster_layout(self.settings, storage)  # the stored shard count
             processor_log = structlog.get_logger("reminderd.processor")
             self._processor_ctx = ProcessorContext(storage, http, self.names, processor_log)
             runtime = build_runtime(self.settings, self._processor_ctx)
-            store = open_store(self.settings.redis, storage, self.names, self.metrics)
+            store = open_store(self.settings, storage, self.metrics)
             self.ctx = Context(store, runtime, self.metrics, self.me.instance, http)
             stack.push_async_callback(self._close_runtime)  # the one in force at exit
             if self.settings.metrics.enabled:
@@ -127,37 +118,28 @@ class Daemon:
     async def _close_runtime(self) -> None:
         await close_processors(self.ctx.runtime)
 
-    def _pipeline(
-        self, tg: asyncio.TaskGroup, storage: aioredis.Redis, subscriber: aioredis.Redis
-    ) -> Pipeline:
-        hints = Hints()
-        finisher = Finisher(self.ctx, hints)
-        intake = Intake(self.ctx, hints, finisher, tg)
-        recovery = Recovery(self.ctx, intake)
-        return Pipeline(
-            hints, finisher, intake, recovery, Subscriber(subscriber, db_of(storage), self.ctx, hints)
-        )
-
-    async def _serve(self, storage: aioredis.Redis, subscriber: aioredis.Redis) -> int:
+    async def _serve(self, storage: aioredis.Redis, subscriber: aioredis.Redis | None) -> int:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            p = self._pipeline(tg, storage, subscriber)
+            p = assemble(self.ctx, tg, storage, subscriber)
             # Work that must go on while draining: verdicts, lease renewal, the watchdog.
             keep = [
                 tg.create_task(p.finisher.run(), name="finisher"),
                 self._start(renewal(self.ctx, p.intake.capacity)),
             ]
-            feeds = [tg.create_task(p.subscriber.run(), name="subscriber")]
-            await self._startup(storage, p.subscriber, p.recovery)
+            feeds = [tg.create_task(p.feed.run(), name="subscriber")]
+            await self._startup(storage, p)
             feeds += [
                 tg.create_task(p.intake.run_timer(), name="timer"),
                 tg.create_task(p.intake.run_events(), name="events"),
-                tg.create_task(self._reapply_on_reconnect(storage, p.hints), name="reapply"),
-                tg.create_task(p.recovery.run_gap_passes(p.hints), name="gaps"),
+                *self._single_server_tasks(storage, p),
             ]
             keep.append(self._start(watchdog(self.notifier, self.health)))
-            feeds += [self._start(loop) for loop in self._heartbeat(storage, p).loops(self.health)]
-            keep += self._follow_primary(storage, subscriber, p)
+            feeds += [
+                self._start(loop) for loop in self._heartbeat(storage, p).loops(self.health, *_on_nodes(p))
+            ]
+            if subscriber is not None:
+                keep += self._follow_primary(storage, subscriber, p)
             await self._until_stopped()
             left = await self._drain(p, feeds, keep)
         self._tg = None
@@ -173,7 +155,7 @@ class Daemon:
     def _heartbeat(self, storage: aioredis.Redis, p: Pipeline) -> Heartbeat:
         return Heartbeat(
             storage, self.names, self.me, self.ctx, p.intake, p.recovery,
-            self.notifier, self.notify_state, p.hints,
+            self.notifier, self.notify_state, p.hints, None if p.watcher is None else lambda: p.nodes,
         )  # fmt: skip
 
     def _follow_primary(self, storage: aioredis.Redis, subscriber: aioredis.Redis, p: Pipeline) -> Tasks:
@@ -181,6 +163,7 @@ class Daemon:
         if self.settings.redis.sentinel is None or self._tg is None:
             return []
         watch = PrimaryWatch(self.settings.redis.sentinel, [storage, subscriber])
+        assert p.subscriber is not None
         follow = Failover(
             watch, storage, self.ctx, self.notify_state, p.hints, p.recovery, p.subscriber.subscribed
         )
@@ -198,14 +181,11 @@ class Daemon:
             task.cancel()
         return left
 
-    async def _startup(self, storage: aioredis.Redis, subscriber: Subscriber, recovery: Recovery) -> None:
+    async def _startup(self, storage: aioredis.Redis, p: Pipeline) -> None:
         started = time.monotonic()
         key = canary_key(self.names, self.me.instance)
-        manage, required = notify_wanted(self.ctx)
-        self.notify_state = await check_notifications(
-            storage, subscriber, key, manage=manage, required=required
-        )
-        summary = await recovery.reconcile()
+        self.notify_state = await prove_notifications(p, storage, key, self.ctx)
+        summary = await reconcile(p)
         self.health.startup_sweep_done = True
         log.info(
             "daemon.started",
@@ -216,6 +196,16 @@ class Daemon:
             **summary,
         )
         self.notifier.ready(f"recovered {summary['recovered']}, adopted {summary['adopted']}")
+
+    def _single_server_tasks(self, storage: aioredis.Redis, p: Pipeline) -> Tasks:
+        """One Redis: re-apply the flags after a reconnect, an adoption pass after a gap (on
+        Cluster the watcher does both per node)."""
+        if p.watcher is not None or self._tg is None:
+            return []
+        return [
+            self._tg.create_task(self._reapply_on_reconnect(storage, p.hints), name="reapply"),
+            self._tg.create_task(p.recovery.run_gap_passes(p.hints), name="gaps"),
+        ]
 
     async def _reapply_on_reconnect(self, storage: aioredis.Redis, hints: Hints) -> None:
         """After each new connection or server (events may have been lost) re-apply the flags."""
@@ -257,6 +247,11 @@ class Daemon:
             loop.poke()  # an interval may have changed
         self.notifier.ready("configuration reloaded")
         self._spawn(close_later(old), "close-replaced")
+
+
+def _on_nodes(p: Pipeline) -> list[PeriodicLoop]:
+    """On Cluster, the periodic adoption scan walks each primary (``node_adoption``)."""
+    return [] if p.watcher is None else [node_adoption(p.watcher, p.recovery, p.watcher.ctx)]
 
 
 async def _logged(coro: Awaitable[None], name: str) -> None:

@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from reminderd.config.model import RedisSettings
+from reminderd.config.model import Settings
 from reminderd.pipeline.subscriber import Subscriber
+from reminderd.storage.cluster import layout_for
 from reminderd.storage.connection import UnreachableNotice
 from reminderd.storage.durability import Durability
 from reminderd.storage.names import Names
@@ -89,9 +90,10 @@ async def _canary(storage: aioredis.Redis, listener: Subscriber, key: str) -> st
     return "failed"
 
 
-def open_store(settings: RedisSettings, storage: aioredis.Redis, names: Names, metrics: Metrics) -> Store:
-    """The daemon's store, with ``redis.wait_replicas`` in force and its short replies counted."""
-    durability = Durability.of(settings)
+def open_store(settings: Settings, storage: aioredis.Redis, metrics: Metrics) -> Store:
+    """The daemon's store in the target's layout (sharded on Cluster), with
+    ``redis.wait_replicas`` in force and its short replies counted."""
+    durability = Durability.of(settings.redis)
     if durability is not None:
         metrics.count_replication_short(lambda: durability.short)
-    return Store(storage, names, durability)
+    return Store(storage, layout_for(settings, storage), durability)

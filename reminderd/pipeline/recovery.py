@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from redis.exceptions import RedisError
@@ -41,14 +41,21 @@ class Recovery:
         self._server: ServerIdentity | None = None
         self._scheduled_seen = 0  # index size at the last look, to tell a wiped Redis
 
-    async def reconcile(self) -> dict[str, int]:
-        """Adopt, repair and recover; the counts for the start-up summary line."""
-        self._server = await server_identity(self.store.redis)
+    async def reconcile(self, scans: Sequence[tuple[str, Scan]] | None = None) -> dict[str, int]:
+        """Adopt, repair and recover; the counts for the start-up summary line.
+
+        ``scans``: on Cluster, each primary's SCAN (by address), the adoption walks them all;
+        the server identity is then the watcher's business (per node), not read here."""
+        if scans is None:
+            self._server = await server_identity(self.store.redis)
         started = time.monotonic()
         adopted = repaired = recovered = 0
         try:
             await epoch.mark_shards(self.store.redis, self.store.layout)  # a write: refused on a replica
-            adopted = await self.adopt_all()
+            if scans is None:
+                adopted = await self.adopt_all()
+            for node, scan in scans or ():
+                adopted += await self.adopt_all(f"startup {node}", scan)
             repaired = await self.repair_all()
             recovered = await self.intake.drain_backlog()
         except RedisError as exc:

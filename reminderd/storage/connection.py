@@ -3,8 +3,8 @@
 ``redis.url: embedded`` resolves to the unix socket of the private server in the state
 directory (see ``reminderd.storage.embedded``); the daemon starts that server, the CLI and API
 reuse it. A ``redis+sentinel://`` URL (``redis.sentinel``) reaches the primary the sentinels
-name (``reminderd.storage.sentinel``). ``redis+cluster://`` (``redis.cluster``) is refused
-here for now: the routing client is ``reminderd.storage.cluster``.
+name (``reminderd.storage.sentinel``). ``redis+cluster://`` (``redis.cluster``) gets the
+slot-routing client (``reminderd.storage.cluster``), on which the store runs sharded.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import ssl
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import structlog
@@ -29,7 +29,7 @@ from reminderd.config.sentinel import SENTINEL_SCHEME, SentinelSettings, parse_s
 from reminderd.config.transport import TlsSettings
 from reminderd.core.pii import mask_url
 from reminderd.errors import RedisUnavailableError
-from reminderd.storage.cluster import refuse_cluster
+from reminderd.storage.cluster import cluster_client, cluster_spec
 from reminderd.storage.embedded import EmbeddedRedis, connect_or_start
 from reminderd.storage.embedded_access import Access
 from reminderd.storage.embedded_setup import state_dir
@@ -77,7 +77,10 @@ def make_client(settings: RedisSettings, url: str, *, subscriber: bool = False) 
     instead of failing: a burst of concurrent processors must queue, not error.
     """
     if url.startswith(CLUSTER_SCHEMES):
-        raise refuse_cluster()  # the routing client is storage.cluster.cluster_client
+        if subscriber:
+            raise ValueError("a cluster has a subscriber per primary: see pipeline.cluster_watch")
+        # The routing client speaks the commands the store sends as a plain client would.
+        return cast(aioredis.Redis, cluster_client(settings, cluster_spec(settings, url)))
     kwargs = client_kwargs(settings, subscriber=subscriber)
     if url.startswith(SENTINEL_SCHEME):
         spec, timeout_s = sentinel_spec(settings, url), settings.socket_timeout_ms / 1000
