@@ -18,14 +18,18 @@ when it has none), as ``prelude.lua``'s ``raw_gone`` does inside the claim on on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Sequence
+
+from redis.exceptions import RedisClusterException, RedisError
 
 from reminderd.storage.records import Claim, Claimed, Note, parse_claims
 from reminderd.storage.scripts import Scripts
 from reminderd.storage.shards import Shards
 
 _rotation = itertools.count()  # where the remainder of a divided limit goes this time
+_UNREACHABLE = (RedisError, RedisClusterException, OSError)  # a node down, or a failover under way
 
 
 def shares(limit: int, shards: int) -> list[int]:
@@ -60,12 +64,28 @@ async def claim_due(shards: Shards, instance: str, limit: int, lease_ms: int) ->
     while left > 0 and live:
         plan = list(zip(live, shares(left, len(live)), strict=True))
         asked = [(i, n) for i, n in plan if n]
-        replies = await asyncio.gather(*(one(shards.scripts[i], n) for i, n in asked))
-        got += replies
-        left -= sum(len(r.claims) for r in replies)
-        full = {i for (i, n), r in zip(asked, replies, strict=True) if len(r.claims) >= n}
+        replies = answered(
+            await asyncio.gather(*(one(shards.scripts[i], n) for i, n in asked), return_exceptions=True)
+        )
+        got += [r for r in replies if r is not None]
+        left -= sum(len(r.claims) for r in replies if r is not None)
+        full = {i for (i, n), r in zip(asked, replies, strict=True) if r is not None and len(r.claims) >= n}
         live = [i for i, n in plan if i in full or not n]  # full shares, and those not asked yet
     return merge(got) if got else Claimed(0, [])
+
+
+def answered(replies: Sequence[Claimed | BaseException]) -> list[Claimed | None]:
+    """The shards' replies, None where a shard's node could not be reached: the claims of the
+    shards that answered go on (a sweep must not drop them with a failed neighbour, leased
+    for nothing), and the unreachable shards wait for their failover. When no shard answered
+    the first error is the caller's, as is any error that is not about reaching a node."""
+    errors = [r for r in replies if isinstance(r, BaseException)]
+    for exc in errors:
+        if not isinstance(exc, _UNREACHABLE):
+            raise exc
+    if errors and len(errors) == len(replies):
+        raise errors[0]
+    return [None if isinstance(r, BaseException) else r for r in replies]
 
 
 async def claim_keys(shards: Shards, instance: str, members: Sequence[str], args: list[str | int]) -> Claimed:
@@ -95,11 +115,16 @@ async def settle(shards: Shards, run: Scripts, instance: str, got: Claimed, *, c
     if shards.inline or not got.claims:
         return got
     plain = [(c.key, c.due_at_ms) for c in got.claims if not c.raw and c.key == c.member]
-    await shards.triggers.delete_if(plain)
+    # A key on a node that is down stays: it expires, and the finish's fired marker answers its event.
+    with contextlib.suppress(*_UNREACHABLE):
+        await shards.triggers.delete_if(plain)
     raw = [c for c in got.claims if c.raw] if check_raw else []
     if not raw:
         return got
-    state = await shards.triggers.peek(c.key for c in raw)
+    try:
+        state = await shards.triggers.peek(c.key for c in raw)
+    except _UNREACHABLE:  # not known to be gone: not fired now, claimed again when the lease lapses
+        return Claimed(got.now_ms, [c for c in got.claims if not c.raw], got.notes)
     alive = {c.member for c in raw if int(state[c.key][0]) != -2}
     if not alive:
         return got

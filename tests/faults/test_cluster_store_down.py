@@ -14,12 +14,6 @@ from tests.cluster_topology import ClusterTopology
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/claims.py claim_due gathers every shard's claim in one round: one unreachable "
-    "primary fails the whole sweep (every shard's reminders wait for the failover), and the claims "
-    "the other shards made are dropped with their replies, leased until their lease lapses",
-)
 async def test_a_sweep_claims_from_the_reachable_shards_while_a_primary_is_down(
     fresh_cluster: ClusterTopology,
 ) -> None:

@@ -87,7 +87,7 @@ async def test_raw_keys_in_migrated_slots_fire_from_their_new_owner(fresh_cluste
         client = aioredis.Redis(port=src.port, decode_responses=True)
         try:
             for key in keys:
-                await client.set(key, "1", px=6000)
+                await client.set(key, "1", px=120_000)  # alive whatever the migration takes
         finally:
             await client.aclose()
         moved = fresh_cluster.migrate_slots(src, dst, 500)
@@ -95,6 +95,8 @@ async def test_raw_keys_in_migrated_slots_fire_from_their_new_owner(fresh_cluste
         assert all(fresh_cluster.node_for_key(k) is dst for k in keys)
         with dst.client() as c:
             assert all(c.pttl(k) > 0 for k in keys)  # moved alive: their events are the new owner's
+            for k in keys:
+                c.pexpire(k, 300)  # due soon, on the new owner
         await until(lambda: set(keys) <= set(w.hints.expired), 15, "expired events from the new owner")
         assert set(w.watcher.nodes) == {p.address for p in fresh_cluster.primaries()}
         assert w.gaps == []  # both nodes were subscribed throughout

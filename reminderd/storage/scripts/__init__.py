@@ -25,10 +25,12 @@ import re
 from collections.abc import Awaitable, Mapping, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from reminderd.storage.durability import Durability
 from reminderd.storage.names import Names
@@ -206,4 +208,19 @@ class Scripts:
             script = self._loaded[name] = self._redis.register_script(source(name, self.inline))
         if name in DURABLE and self._durability is not None:
             return self._durability.run(self._redis, script, keys, args)
+        if isinstance(self._redis, RedisCluster):
+            return self._on_its_node(script, keys, args)
         return script(keys=keys, args=args)
+
+    async def _on_its_node(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
+        """EVALSHA on Cluster; a node that lacks the script (a new or promoted one) gets it from
+        ``SCRIPT LOAD`` on that node alone. redis-py's own fallback loads it on every primary,
+        which fails while any one of them is down: one node failing over would stop the
+        claims of every shard."""
+        cluster = cast(RedisCluster, self._redis)
+        try:
+            return await cluster.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            node = cluster.get_node_from_key(keys[0])
+            await cluster.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+            return await cluster.evalsha(script.sha, len(keys), *keys, *args)
