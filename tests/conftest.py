@@ -62,6 +62,14 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
+async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A text client on the flushed session server (the store reads replies as str)."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
 def daemon_procs() -> Iterator[list[DaemonProcess]]:
     """Daemon subprocesses a test started; stopped cleanly (with any embedded server) at the end."""
     started: list[DaemonProcess] = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
@@ -22,14 +20,6 @@ from tests.test_metrics import sample
 
 NAMES = Names("t")
 WINDOW_MS = 5_000
-
-
-@pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A text client on the flushed session server (it has no replica)."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def wait_calls(r: aioredis.Redis) -> int:

@@ -3,8 +3,6 @@ written outside the scripts (the Cluster layout, run here on a standalone server
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
@@ -20,14 +18,6 @@ from tests.pipeline.harness import wait_for
 
 KEY = "send_message-42-daily"
 SHARDED = Layout("t", 4, inline_triggers=False)
-
-
-@pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A text client on the flushed session server."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -39,7 +39,6 @@ from tests.test_store import (
     wait_past,
 )
 
-r = test_store.r
 store = test_store.store
 SCRIPTS = Path(str(resources.files("reminderd.storage.scripts")))
 SINGLE_REMINDER = ("schedule", "cancel", "mark_done")

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -111,14 +111,6 @@ def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
         yield NAMES.layout
     finally:
         NAMES.layout = LAYOUTS["single"]
-
-
-@pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A text client on the flushed session server (the store reads replies as str)."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
