@@ -14,11 +14,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from reminderd.api.status import ALIVE_INTERVALS, DaemonInfo, StatusReport, daemon_info, status_warnings
+from reminderd.api.status import DaemonInfo, StatusReport, live_daemons, status_warnings
 from reminderd.api.topology import cluster_topology_of
 from reminderd.config.model import Settings
 from reminderd.storage import epoch
-from reminderd.storage.names import Names
 from reminderd.storage.server import required_flags
 from reminderd.storage.store import Store, key_of
 
@@ -28,7 +27,7 @@ async def collect_cluster(
 ) -> StatusReport:
     """The status report of the cluster ``client`` routes to, ``store`` its sharded store."""
     now_ms = await store.now_ms()
-    daemons = await _daemons(client, store.names, now_ms, settings.daemon.heartbeat_interval_ms)
+    daemons = await live_daemons(client, store.names, now_ms, settings.daemon.heartbeat_interval_ms)
     required = required_flags(settings.daemon.raw_key_events)
     topology, found = await cluster_topology_of(settings.redis, required, _subscribers(daemons))
     primaries = [n for n in topology.nodes if n.role == "master"]
@@ -67,21 +66,6 @@ async def _index(store: Store, now_ms: int) -> dict[str, Any]:
         "dead_letters": await store.dead_count(),
         "stats": await store.stats(),
     }
-
-
-async def _daemons(client: aioredis.Redis, names: Names, now_ms: int, interval_ms: int) -> list[DaemonInfo]:
-    """Live instances, as ``status`` counts them; their heartbeats by a pipeline of GETs."""
-    raw: Any = await client.zrangebyscore(
-        names.daemons, now_ms - ALIVE_INTERVALS * interval_ms, "+inf", withscores=True
-    )
-    rows = [(str(instance), int(score)) for instance, score in raw or []]
-    if not rows:
-        return []
-    async with client.pipeline(transaction=False) as pipe:
-        for instance, _ in rows:
-            pipe.get(names.heartbeat(instance))
-        bodies = await pipe.execute()
-    return [daemon_info(instance, score, body) for (instance, score), body in zip(rows, bodies, strict=True)]
 
 
 def _subscribers(daemons: list[DaemonInfo]) -> dict[str, str]:

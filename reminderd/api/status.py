@@ -127,7 +127,7 @@ async def collect(client: aioredis.Redis, settings: Settings, target: str) -> St
         backlog_alert_ms=settings.daemon.backlog_alert_ms,
         stats={k: int(v) for k, v in stats.items() if str(v).lstrip("-").isdigit()},
     )
-    report.daemons = await _daemons(client, names, now_ms, settings.daemon.heartbeat_interval_ms)
+    report.daemons = await live_daemons(client, names, now_ms, settings.daemon.heartbeat_interval_ms)
     loss = await epoch.last_loss(client, names)
     report.data_lost_ms = int(loss["at_ms"]) if loss and isinstance(loss.get("at_ms"), int) else None
     report.topology, extra = await topology_of(client, settings.redis, target)
@@ -149,15 +149,21 @@ async def _persistence(client: aioredis.Redis, info: dict[str, Any]) -> str:
     return " + ".join(parts) or "none"
 
 
-async def _daemons(client: aioredis.Redis, names: Names, now_ms: int, interval_ms: int) -> list[DaemonInfo]:
-    """Instances whose last heartbeat is within ``ALIVE_INTERVALS`` intervals of now."""
+async def live_daemons(
+    client: aioredis.Redis, names: Names, now_ms: int, interval_ms: int
+) -> list[DaemonInfo]:
+    """Instances whose last heartbeat is within ``ALIVE_INTERVALS`` intervals of now. Their
+    heartbeats by a pipeline of GETs, not one MGET: on Cluster the keys are in many slots."""
     raw: Any = await client.zrangebyscore(
         names.daemons, now_ms - ALIVE_INTERVALS * interval_ms, "+inf", withscores=True
     )
     rows = [(str(instance), int(score)) for instance, score in raw or []]
     if not rows:
         return []
-    bodies: Any = await client.mget([names.heartbeat(instance) for instance, _ in rows])
+    async with client.pipeline(transaction=False) as pipe:
+        for instance, _ in rows:
+            pipe.get(names.heartbeat(instance))
+        bodies = await pipe.execute()
     return [daemon_info(instance, score, body) for (instance, score), body in zip(rows, bodies, strict=True)]
 
 
