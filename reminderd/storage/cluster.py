@@ -10,6 +10,8 @@ SCAN, CONFIG and INFO are per node: those go over a plain client on one node
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -79,18 +81,26 @@ def _translated(exc: Exception) -> ClusterUnavailable:
     return error
 
 
+@contextlib.contextmanager
+def _as_connection_errors() -> Iterator[None]:
+    """redis-py's cluster failures as ``ClusterUnavailable`` (see there), for a command and a
+    pipeline alike."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        raise _translated(exc) from exc
+    except (RuntimeError, AttributeError) as exc:
+        if not _lost(exc):
+            raise
+        raise _translated(exc) from exc
+
+
 class _Pipeline(ClusterPipeline):
     __slots__ = ()
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
-        try:
+        with _as_connection_errors():
             return await super().execute(raise_on_error, allow_redirections)
-        except RedisClusterException as exc:
-            raise _translated(exc) from exc
-        except (RuntimeError, AttributeError) as exc:
-            if not _lost(exc):
-                raise
-            raise _translated(exc) from exc
 
 
 class RoutingClient(RedisCluster):
@@ -112,14 +122,8 @@ class RoutingClient(RedisCluster):
         return self
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _as_connection_errors():
             return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise _translated(exc) from exc
-        except (RuntimeError, AttributeError) as exc:
-            if not _lost(exc):
-                raise
-            raise _translated(exc) from exc
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if shard_hint:
