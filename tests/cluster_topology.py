@@ -11,13 +11,13 @@ notification flags: the daemon must set them, on each primary.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 from redis.crc import key_slot
 
+from tests.daemon_proc import wait_until
 from tests.redis_server import RedisServer, free_port
 
 SLOTS = 16384
@@ -27,16 +27,15 @@ CLUSTER_ARGS += ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0
 
 
 def until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``pred`` (Redis errors count as not yet) until true, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """``wait_until``, where a Redis error (a node starting or killed) counts as not yet."""
+
+    def attempt() -> bool:
         try:
-            if pred():
-                return
+            return bool(pred())
         except (redis.RedisError, OSError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout_s}s")
+            return False
+
+    wait_until(attempt, timeout_s, what)
 
 
 @dataclass(frozen=True, slots=True)
